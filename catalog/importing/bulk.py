@@ -1,0 +1,192 @@
+"""Bulk writes inside the caller's transaction: one streaming COPY on PostgreSQL, batched
+INSERTs on SQLite. Both import paths run the same validation; only the last step differs.
+
+On PostgreSQL a whole import is one ``COPY … FROM STDIN`` kept open from the first row to
+the last, fed by psycopg's queued writer (a thread that sends while Python parses), so the
+server parses and indexes rows while the importer reads the next ones. Because that COPY
+holds the connection, id lookups during the import go through a second, read-only
+connection (``LookupConnection``): they only read rows committed before the import.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection
+
+# Column kinds a sink knows how to write.
+INT, FLOAT, TEXT, JSON, TIME, BYTES = "int", "float", "text", "json", "time", "bytes"
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def copy_text(value: str) -> str:
+    """A string as COPY's text format wants it (backslash, tab and line breaks escaped)."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def _copy_float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return repr(value)
+
+
+def _copy_json(value: Any) -> str:
+    return orjson.dumps(value).decode().translate(_COPY_ESCAPES)
+
+
+def _copy_time(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _copy_bytes(value: bytes) -> str:
+    return "\\\\x" + value.hex()  # bytea's hex form, its backslash escaped for COPY
+
+
+_COPY_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    INT: str,
+    FLOAT: _copy_float,
+    TEXT: copy_text,
+    JSON: _copy_json,
+    TIME: _copy_time,
+    BYTES: _copy_bytes,
+}
+
+
+class CopySink:
+    """Rows to one table through a single streaming COPY (PostgreSQL)."""
+
+    def __init__(self, table: str, columns: Sequence[str], kinds: Sequence[str]):
+        from psycopg.copy import QueuedLibpqWriter
+
+        self.formatters = [_COPY_FORMATTERS[kind] for kind in kinds]
+        column_list = ", ".join(quote(c) for c in columns)
+        connection.ensure_connection()
+        self._cursor = connection.connection.cursor()
+        self._context = self._cursor.copy(
+            f"COPY {quote(table)} ({column_list}) FROM STDIN",
+            writer=QueuedLibpqWriter(self._cursor),
+        )
+        self._copy = self._context.__enter__()
+        self._open = True
+
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        formatters = self.formatters
+        self.write_lines(
+            ["\t".join([f(v) for f, v in zip(formatters, row, strict=True)]) + "\n" for row in rows]
+        )
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Lines already in COPY's text format, each ending in a newline."""
+        self._copy.write("".join(lines).encode())
+
+    def close(self, *, failed: bool = False) -> None:
+        """End the COPY: the server finishes the rows (or discards them when failed)."""
+        if not self._open:
+            return
+        self._open = False
+        error = RuntimeError("import aborted") if failed else None
+        self._context.__exit__(type(error) if error else None, error, None)
+        self._cursor.close()
+
+
+class InsertSink:
+    """Rows to one table through batched INSERTs (databases without COPY)."""
+
+    def __init__(self, table: str, columns: Sequence[str], kinds: Sequence[str]):
+        column_list = ", ".join(quote(c) for c in columns)
+        placeholders = ", ".join(["%s"] * len(columns))
+        self.sql = f"INSERT INTO {quote(table)} ({column_list}) VALUES ({placeholders})"
+        adapt_time = connection.ops.adapt_datetimefield_value
+        converters = {JSON: lambda v: orjson.dumps(v).decode(), TIME: adapt_time}
+        self.converters = [converters.get(kind) for kind in kinds]
+
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        converters = self.converters
+        values = [[c(v) if c else v for c, v in zip(converters, row, strict=True)] for row in rows]
+        with connection.cursor() as cursor:
+            cursor.executemany(self.sql, values)
+
+    def close(self, *, failed: bool = False) -> None:
+        pass
+
+
+def open_sink(table: str, columns: Sequence[str], kinds: Sequence[str]) -> CopySink | InsertSink:
+    sink_class = CopySink if is_postgresql() else InsertSink
+    return sink_class(table, columns, kinds)
+
+
+class LookupConnection:
+    """Reads during an import. On PostgreSQL a second connection (the first is busy with
+    the COPY); elsewhere the import's own connection."""
+
+    def __init__(self):
+        self._raw = None
+        if is_postgresql():
+            self._raw = connection.get_new_connection(connection.get_connection_params())
+            self._raw.autocommit = True
+            self._raw.read_only = True
+
+    def external_ids(self, table: str, external_ids: list[str]) -> list[tuple[str, int]]:
+        """(external_id, id) for each of ``external_ids`` present in ``table``."""
+        if self._raw is not None:
+            return self._raw.execute(
+                f"SELECT external_id, id FROM {quote(table)} WHERE external_id = ANY(%s)",
+                [external_ids],
+            ).fetchall()
+        found = []
+        with connection.cursor() as cursor:
+            for start in range(0, len(external_ids), 900):  # SQLite's parameter limit
+                chunk = external_ids[start : start + 900]
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(
+                    f"SELECT external_id, id FROM {quote(table)} WHERE external_id IN ({marks})",
+                    chunk,
+                )
+                found.extend(cursor.fetchall())
+        return found
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def fetch_all(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def create_staging_table(name: str, column_definitions: str) -> None:
+    """A temporary table private to this connection, dropped with the transaction
+    (PostgreSQL) or explicitly by ``drop_staging_table`` (SQLite)."""
+    suffix = " ON COMMIT DROP" if is_postgresql() else ""
+    execute(f"DROP TABLE IF EXISTS {quote(name)}")
+    execute(f"CREATE TEMPORARY TABLE {quote(name)} ({column_definitions}){suffix}")
+
+
+def drop_staging_table(name: str) -> None:
+    execute(f"DROP TABLE IF EXISTS {quote(name)}")
+
+
+def insert_values(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A few rows by plain INSERT (new topics and sources, say)."""
+    if rows:
+        sink = InsertSink(table, columns, [TEXT] * len(columns))
+        sink.write(rows)
