@@ -28,7 +28,7 @@ def fresh_database(name: str, admin_url: str = DEFAULT_ADMIN_URL) -> str:
 
 def django_setup(database_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     sys.path.insert(0, str(ROOT))
     import django
 

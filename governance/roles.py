@@ -1,8 +1,10 @@
 """The roles people hold in Shepherd, as Django groups (created by a data migration)."""
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
 class Role(StrEnum):
@@ -20,7 +22,7 @@ class Role(StrEnum):
 STAFF_ROLES = frozenset({Role.CURATOR, Role.SAFETY_REVIEWER, Role.POLICY_ADMIN})
 
 
-def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
+def user_roles(user: "AbstractBaseUser | AnonymousUser") -> frozenset[Role]:
     """The user's roles; a superuser holds every role. Cached on the user object."""
     if not user.is_authenticated:
         return frozenset()
@@ -35,5 +37,5 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
     return cached
 
 
-def has_any_role(user: AbstractBaseUser | AnonymousUser, roles: frozenset[Role]) -> bool:
+def has_any_role(user: "AbstractBaseUser | AnonymousUser", roles: frozenset[Role]) -> bool:
     return bool(user_roles(user) & roles)

@@ -64,21 +64,16 @@ _COPY_FORMATTERS: dict[str, Callable[[Any], str]] = {
 
 
 class CopySink:
-    """Rows to one table through a single streaming COPY (PostgreSQL)."""
+    """Rows to one table through a streaming COPY (PostgreSQL), opened at the first
+    write and kept open until ``suspend`` or ``close``."""
 
     def __init__(self, table: str, columns: Sequence[str], kinds: Sequence[str]):
-        from psycopg.copy import QueuedLibpqWriter
-
         self.formatters = [_COPY_FORMATTERS[kind] for kind in kinds]
         column_list = ", ".join(quote(c) for c in columns)
-        connection.ensure_connection()
-        self._cursor = connection.connection.cursor()
-        self._context = self._cursor.copy(
-            f"COPY {quote(table)} ({column_list}) FROM STDIN",
-            writer=QueuedLibpqWriter(self._cursor),
-        )
-        self._copy = self._context.__enter__()
-        self._open = True
+        self.sql = f"COPY {quote(table)} ({column_list}) FROM STDIN"
+        self._cursor = None
+        self._context = None
+        self._copy = None
 
     def write(self, rows: Sequence[Sequence[Any]]) -> None:
         formatters = self.formatters
@@ -88,16 +83,31 @@ class CopySink:
 
     def write_lines(self, lines: list[str]) -> None:
         """Lines already in COPY's text format, each ending in a newline."""
+        if self._copy is None:
+            self._start()
         self._copy.write("".join(lines).encode())
+
+    def _start(self) -> None:
+        from psycopg.copy import QueuedLibpqWriter
+
+        connection.ensure_connection()
+        self._cursor = connection.connection.cursor()
+        self._context = self._cursor.copy(self.sql, writer=QueuedLibpqWriter(self._cursor))
+        self._copy = self._context.__enter__()
+
+    def suspend(self) -> None:
+        """End the COPY so the connection can run a query; the next write starts another."""
+        self.close()
 
     def close(self, *, failed: bool = False) -> None:
         """End the COPY: the server finishes the rows (or discards them when failed)."""
-        if not self._open:
+        if self._copy is None:
             return
-        self._open = False
         error = RuntimeError("import aborted") if failed else None
-        self._context.__exit__(type(error) if error else None, error, None)
-        self._cursor.close()
+        context, cursor = self._context, self._cursor
+        self._context = self._cursor = self._copy = None
+        context.__exit__(type(error) if error else None, error, None)
+        cursor.close()
 
 
 class InsertSink:
@@ -117,6 +127,9 @@ class InsertSink:
         with connection.cursor() as cursor:
             cursor.executemany(self.sql, values)
 
+    def suspend(self) -> None:
+        pass
+
     def close(self, *, failed: bool = False) -> None:
         pass
 
@@ -127,12 +140,18 @@ def open_sink(table: str, columns: Sequence[str], kinds: Sequence[str]) -> CopyS
 
 
 class LookupConnection:
-    """Reads during an import. On PostgreSQL a second connection (the first is busy with
-    the COPY); elsewhere the import's own connection."""
+    """Reads during an import, while a COPY may hold the import's connection.
 
-    def __init__(self):
+    A top-level import on PostgreSQL reads through a second connection, so the COPY runs
+    on undisturbed; it sees the catalog as committed before the import began. An import
+    nested in an outer transaction must see that transaction's rows, so it reads on its
+    own connection and suspends the COPY for each query (``suspend`` is called first).
+    """
+
+    def __init__(self, *, nested: bool, suspend: Callable[[], None]):
         self._raw = None
-        if is_postgresql():
+        self._suspend = suspend
+        if is_postgresql() and not nested:
             self._raw = connection.get_new_connection(connection.get_connection_params())
             self._raw.autocommit = True
             self._raw.read_only = True
@@ -144,9 +163,10 @@ class LookupConnection:
                 f"SELECT external_id, id FROM {quote(table)} WHERE external_id = ANY(%s)",
                 [external_ids],
             ).fetchall()
+        self._suspend()
         found = []
         with connection.cursor() as cursor:
-            for start in range(0, len(external_ids), 900):  # SQLite's parameter limit
+            for start in range(0, len(external_ids), 900):  # under SQLite's parameter limit
                 chunk = external_ids[start : start + 900]
                 marks = ", ".join(["%s"] * len(chunk))
                 cursor.execute(

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from orjson import dumps
 
@@ -108,13 +108,17 @@ class Importer:
     fields: ClassVar[tuple[schema.Field, ...]]
     csv_columns: ClassVar[tuple[str, ...] | None] = None
 
-    def __init__(self, errors: ErrorLog, batch_rows: int):
+    def __init__(self, errors: ErrorLog, batch_rows: int, *, nested: bool = False):
         self.errors = errors
         self.batch_rows = batch_rows
-        self.batch: list[tuple[int, dict[str, Any]]] = []
+        self.batch: list[tuple[int, Any]] = []
         self.rows = 0
-        self.reads = bulk.LookupConnection()
         self.sinks: list[bulk.CopySink | bulk.InsertSink] = []
+        self.reads = bulk.LookupConnection(nested=nested, suspend=self.suspend_sinks)
+
+    def suspend_sinks(self) -> None:
+        for sink in self.sinks:
+            sink.suspend()
 
     @staticmethod
     def csv_row_hook(row: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +170,8 @@ class ItemImporter(Importer):
     fields = schema.ITEM_FIELDS
     STAGE = "stage_import_item"
 
-    def __init__(self, errors: ErrorLog, batch_rows: int):
-        super().__init__(errors, batch_rows)
+    def __init__(self, errors: ErrorLog, batch_rows: int, *, nested: bool = False):
+        super().__init__(errors, batch_rows, nested=nested)
         self.feature_dim = _catalog_feature_dim()
         self.new_topics: list[str] = []
         self.new_sources: list[str] = []
@@ -266,8 +270,8 @@ class ContextImporter(Importer):
     csv_row_hook = staticmethod(schema.situation_from_csv)
     STAGE = "stage_import_context"
 
-    def __init__(self, errors: ErrorLog, batch_rows: int):
-        super().__init__(errors, batch_rows)
+    def __init__(self, errors: ErrorLog, batch_rows: int, *, nested: bool = False):
+        super().__init__(errors, batch_rows, nested=nested)
         self.items = IdResolver(Item._meta.db_table, self.reads)
         bulk.create_staging_table(
             self.STAGE,
@@ -335,8 +339,8 @@ class InteractionImporter(Importer):
     )  # fmt: skip
     KINDS = (bulk.INT, bulk.JSON, bulk.JSON, bulk.FLOAT, bulk.TEXT, bulk.FLOAT, bulk.TIME)
 
-    def __init__(self, errors: ErrorLog, batch_rows: int):
-        super().__init__(errors, batch_rows)
+    def __init__(self, errors: ErrorLog, batch_rows: int, *, nested: bool = False):
+        super().__init__(errors, batch_rows, nested=nested)
         self.items = IdResolver(Item._meta.db_table, self.reads)
         self.contexts = IdResolver(UserContext._meta.db_table, self.reads)
         self.sink = self.open_sink(LoggedInteraction._meta.db_table, self.COLUMNS, self.KINDS)
@@ -503,8 +507,11 @@ def run_import(
     started = time.monotonic()
     errors = ErrorLog()
     importer_class = IMPORTERS[kind]
+    nested = connection.in_atomic_block
     with transaction.atomic():
-        importer = importer_class(errors, batch_rows or settings.SHEPHERD_IMPORT_BATCH_ROWS)
+        importer = importer_class(
+            errors, batch_rows or settings.SHEPHERD_IMPORT_BATCH_ROWS, nested=nested
+        )
         try:
             _feed(importer, source, errors, progress)
             importer.end_streams()

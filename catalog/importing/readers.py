@@ -119,7 +119,7 @@ class FileSource:
             if len(cells) != len(header):
                 yield (
                     line,
-                    FieldError("(line)", f"has {len(cells)} cells, the header has {len(header)}"),
+                    FieldError(None, f"has {len(cells)} cells, the header has {len(header)}"),
                 )
                 continue
             row: dict[str, Any] = dict(zip(header, cells, strict=True))

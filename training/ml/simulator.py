@@ -49,7 +49,7 @@ safety = −Σ_j w_j h_{i_j}, diversity = distinct primary topics / k; overall c
 
 The logging policy
 ------------------
-A mixture of a Plackett–Luce policy on scores b_i = log π_i + η (z_i · p̄_segment) / temperature
+A mixture of a Plackett–Luce policy on scores b_i = (log π_i + η z_i · p̄_segment) / temperature
 (p̄: the user's segment's mean preferences, all a logging policy could know) and a uniform
 policy over ordered slates, with probability ε. Slates are drawn by the Gumbel-top-k trick;
 the propensity of an ordered slate is
@@ -257,11 +257,13 @@ class Simulator:
         self, state: UserState, k: int | None = None, allowed: np.ndarray | None = None
     ) -> np.ndarray:
         """The exact one-step optimum: the k allowed items of highest v_i, best first."""
-        k = k or self.config.slate_size
+        k = self.config.slate_size if k is None else k
         values = self.item_values(state)
         if allowed is not None:
             values = np.where(allowed, values, -np.inf)
             k = min(k, int(allowed.sum()))
+        if k <= 0:
+            return np.empty(0, dtype=np.int64)
         top = np.argpartition(-values, k - 1)[:k]
         return top[np.argsort(-values[top], kind="stable")]
 
