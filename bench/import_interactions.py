@@ -29,6 +29,9 @@ INTERACTION_COLUMNS = (
 )  # fmt: skip
 
 
+GENERATED_UNTIL = datetime(2026, 12, 1, tzinfo=UTC)  # fixed, so cached files stay valid
+
+
 def write_file(path: Path, rows, fmt: str) -> None:
     with path.open("wb") as handle:
         if fmt == "jsonl":
@@ -60,6 +63,11 @@ def main() -> None:
     parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     parser.add_argument("--database", default="shepherd_bench_import")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="keep the generated file here and reuse it on later runs (same rows, format, seed)",
+    )
     args = parser.parse_args()
 
     database_url = fresh_database(args.database)
@@ -80,9 +88,12 @@ def main() -> None:
     import_records(ImportRun.Kind.CONTEXTS, "bench:contexts", context_rows(sim, contexts))
 
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"interactions.{args.format}"
-        rows = interaction_rows(sim, contexts, args.rows, rng, end=datetime.now(UTC))
-        write_file(path, rows, args.format)
+        name = f"interactions-{args.rows}-seed{args.seed}.{args.format}"
+        path = (args.cache_dir or Path(folder)) / name
+        if not path.exists():
+            rows = interaction_rows(sim, contexts, args.rows, rng, end=GENERATED_UNTIL)
+            write_file(path.with_suffix(".partial"), rows, args.format)
+            path.with_suffix(".partial").rename(path)
         run = run_measured(
             ROOT / "manage.py",
             ["import_interactions", str(path)],

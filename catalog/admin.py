@@ -5,9 +5,15 @@ from catalog.models import ImportRun, Item, Source, Topic, UserContext
 
 @admin.register(Topic)
 class TopicAdmin(admin.ModelAdmin):
+    """Read-only: whether a topic is sensitive is a governed change (Shepherd's Topics
+    page, audited)."""
+
     list_display = ("slug", "name", "sensitive")
     list_filter = ("sensitive",)
     search_fields = ("slug", "name")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Source)

@@ -201,3 +201,13 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} from {self.source_name} ({self.rows} rows)"
+
+
+class CatalogGeneration(models.Model):
+    """A token changed, in the same transaction, by every change to items or topics, so
+    that caches of catalog arrays (the constraint engine's) know when they are stale."""
+
+    generation = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"catalog generation {self.generation}"

@@ -4,7 +4,14 @@ constraint engine, training and serving work on."""
 import numpy as np
 from django.db.models import Count, Q, QuerySet
 
-from catalog.models import FEATURE_DTYPE, Item, LoggedInteraction, Topic, UserContext
+from catalog.models import (
+    FEATURE_DTYPE,
+    CatalogGeneration,
+    Item,
+    LoggedInteraction,
+    Topic,
+    UserContext,
+)
 
 FEATURE_CHUNK_ROWS = 50_000
 
@@ -79,3 +86,7 @@ def item_feature_matrix() -> tuple[np.ndarray, np.ndarray]:
         filled += n
         last_pk = chunk[-1][0]
     return pks[:filled], matrix[:filled]
+
+
+def catalog_generation() -> int:
+    return CatalogGeneration.objects.filter(pk=1).values_list("generation", flat=True).first() or 0

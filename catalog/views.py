@@ -3,12 +3,11 @@
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
 
 from catalog import selectors
 from catalog.models import Audience, Item, Source, UserContext
-from governance.permissions import role_required
-from governance.roles import STAFF_ROLES
+from catalog.permissions import BROWSE_CATALOG
+from governance.access import access
 
 PAGE_SIZE = 50
 
@@ -20,8 +19,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-@require_GET
-@role_required(*STAFF_ROLES)
+@access(GET=BROWSE_CATALOG)
 def item_list(request: HttpRequest) -> HttpResponse:
     filters = {
         "search": request.GET.get("q", "").strip(),
@@ -42,8 +40,7 @@ def item_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@require_GET
-@role_required(*STAFF_ROLES)
+@access(GET=BROWSE_CATALOG)
 def item_detail(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(Item.objects.select_related("source"), pk=pk)
     return render(
@@ -53,8 +50,7 @@ def item_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@require_GET
-@role_required(*STAFF_ROLES)
+@access(GET=BROWSE_CATALOG)
 def context_list(request: HttpRequest) -> HttpResponse:
     filters = {
         "segment": request.GET.get("segment", ""),
@@ -74,8 +70,7 @@ def context_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@require_GET
-@role_required(*STAFF_ROLES)
+@access(GET=BROWSE_CATALOG)
 def context_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context_obj = get_object_or_404(UserContext, pk=pk)
     history_ids = [entry["item"] for entry in context_obj.history]

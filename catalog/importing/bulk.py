@@ -9,6 +9,8 @@ connection (``LookupConnection``): they only read rows committed before the impo
 """
 
 import math
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,9 @@ from django.db import connection
 
 # Column kinds a sink knows how to write.
 INT, FLOAT, TEXT, JSON, TIME, BYTES = "int", "float", "text", "json", "time", "bytes"
+
+# Batches handed to the COPY's sending thread and not yet sent (each about a megabyte).
+IN_FLIGHT_BATCHES = 8
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -88,11 +93,9 @@ class CopySink:
         self._copy.write("".join(lines).encode())
 
     def _start(self) -> None:
-        from psycopg.copy import QueuedLibpqWriter
-
         connection.ensure_connection()
         self._cursor = connection.connection.cursor()
-        self._context = self._cursor.copy(self.sql, writer=QueuedLibpqWriter(self._cursor))
+        self._context = self._cursor.copy(self.sql, writer=_background_writer(self._cursor))
         self._copy = self._context.__enter__()
 
     def suspend(self) -> None:
@@ -108,6 +111,50 @@ class CopySink:
         self._context = self._cursor = self._copy = None
         context.__exit__(type(error) if error else None, error, None)
         cursor.close()
+
+
+def _background_writer(cursor):
+    """A COPY writer that sends from a thread, with a few batches in flight at most.
+
+    psycopg's own QueuedLibpqWriter queues up to 1024 buffers (128 MiB): an importer that
+    reads faster than the server writes fills that queue, and its memory grows with the
+    file. This one blocks the importer once ``IN_FLIGHT_BATCHES`` batches are waiting."""
+    from psycopg.copy import LibpqWriter
+
+    class BoundedQueuedWriter(LibpqWriter):
+        def __init__(self, cursor):
+            super().__init__(cursor)
+            self._pending: queue.Queue[bytes] = queue.Queue(maxsize=IN_FLIGHT_BATCHES)
+            self._sender: threading.Thread | None = None
+            self._send_error: BaseException | None = None
+
+        def _send_all(self) -> None:
+            try:
+                while data := self._pending.get():
+                    super().write(data)
+            except BaseException as error:  # handed to the importer's thread
+                self._send_error = error
+                while self._pending.get():  # keep draining so write() never blocks
+                    pass
+
+        def write(self, data) -> None:
+            if self._send_error is not None:
+                raise self._send_error
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_all, daemon=True)
+                self._sender.start()
+            self._pending.put(bytes(data))
+
+        def finish(self, exc: BaseException | None = None) -> None:
+            if self._sender is not None:
+                self._pending.put(b"")
+                self._sender.join()
+                self._sender = None
+            if self._send_error is not None:
+                raise self._send_error
+            super().finish(exc)
+
+    return BoundedQueuedWriter(cursor)
 
 
 class InsertSink:

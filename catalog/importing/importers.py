@@ -25,6 +25,7 @@ from catalog.importing.progress import Progress
 from catalog.importing.readers import FileSource, RecordSource, detect_format
 from catalog.importing.schema import FieldError
 from catalog.models import FEATURE_DTYPE, ImportRun, Item, LoggedInteraction, UserContext
+from catalog.services import catalog_changed
 
 MAX_REPORTED_ERRORS = 20
 
@@ -65,7 +66,8 @@ class ImportFailed(Exception):
         lines = [error.format(source_name) for error in sorted(errors.kept, key=lambda e: e.line)]
         if errors.total > len(errors.kept):
             lines.append(f"… and {errors.total - len(errors.kept)} more errors")
-        lines.append(f"{source_name}: nothing was imported ({errors.total} bad rows)")
+        rows = "1 bad row" if errors.total == 1 else f"{errors.total} bad rows"
+        lines.append(f"{source_name}: nothing was imported ({rows})")
         super().__init__("\n".join(lines))
 
 
@@ -254,6 +256,7 @@ class ItemImporter(Importer):
             SELECT i.id, t.id FROM {_staged_topics(self.STAGE)} st
             JOIN catalog_item i ON i.external_id = st.external_id
             JOIN catalog_topic t ON t.slug = st.topic
+            ORDER BY st.line, st.position
             """
         )
         return self.rows - updated, updated
@@ -422,12 +425,19 @@ def _json_type() -> str:
 
 
 def _staged_topics(stage: str) -> str:
-    """A derived table of (external_id, topic): one row per topic of each staged item."""
+    """A derived table of (line, external_id, topic, position): one row per topic of each
+    staged item. Links are inserted in file order, so an item's first topic (its primary
+    topic) has the lowest ItemTopic id."""
     if bulk.is_postgresql():
-        expand = f"{stage} s CROSS JOIN LATERAL jsonb_array_elements_text(s.topics) AS x(value)"
-    else:
-        expand = f"{stage} s, json_each(s.topics) AS x"
-    return f"(SELECT s.external_id, x.value AS topic FROM {expand})"
+        return (
+            "(SELECT s.line, s.external_id, x.value AS topic, x.position "
+            f"FROM {stage} s CROSS JOIN LATERAL "
+            "jsonb_array_elements_text(s.topics) WITH ORDINALITY AS x(value, position))"
+        )
+    return (
+        "(SELECT s.line, s.external_id, x.value AS topic, x.key AS position "
+        f"FROM {stage} s, json_each(s.topics) AS x)"
+    )
 
 
 def _catalog_feature_dim() -> int | None:
@@ -436,18 +446,21 @@ def _catalog_feature_dim() -> int | None:
 
 
 def _report_duplicates(stage: str, errors: ErrorLog) -> None:
-    duplicates = bulk.fetch_all(
-        f"""
-        SELECT s.line, s.external_id, first.line
+    """Every repeat of an id in the file is an error, named at the repeat's line."""
+    repeats = f"""
         FROM {stage} s JOIN (
             SELECT external_id, MIN(line) AS line FROM {stage}
             GROUP BY external_id HAVING COUNT(*) > 1
         ) first ON first.external_id = s.external_id AND s.line > first.line
-        ORDER BY s.line LIMIT {MAX_REPORTED_ERRORS}
-        """
+    """
+    ((total,),) = bulk.fetch_all(f"SELECT COUNT(*) {repeats}")
+    shown = bulk.fetch_all(
+        f"SELECT s.line, s.external_id, first.line {repeats} ORDER BY s.line "
+        f"LIMIT {MAX_REPORTED_ERRORS}"
     )
-    for line, external_id, first_line in duplicates:
+    for line, external_id, first_line in shown:
         errors.add(line, "id", f"{external_id!r} appears again (first at line {first_line})")
+    errors.total += total - len(shown)
 
 
 def _insert_missing_slugs(table: str, staged: str, column: str) -> list[str]:
@@ -531,6 +544,8 @@ def run_import(
                 new_topics=getattr(importer, "new_topics", []),
                 new_sources=getattr(importer, "new_sources", []),
             )
+            if kind == ImportRun.Kind.ITEMS:
+                catalog_changed()
             ImportRun.objects.create(
                 kind=kind,
                 source_name=source.name[:500],

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.importing.importers import ImportFailed, ImportRepeated, open_source, run_import
+from catalog.importing.memory import pin_mmap_threshold
 from catalog.importing.progress import Progress
 
 
@@ -27,6 +28,7 @@ class ImportCommand(BaseCommand):
             source = open_source(self.kind, path, options["format"])
         except ValueError as error:
             raise CommandError(str(error)) from None
+        pin_mmap_threshold()  # flat memory however large the file (see the module)
         progress = Progress(sys.stderr, total_bytes=source.total_bytes, label=path.name)
         try:
             result = run_import(

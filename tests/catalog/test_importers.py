@@ -286,7 +286,7 @@ def test_a_bad_item_row_names_file_line_and_field_and_imports_nothing(
     where = f"{path}:3: {field}: " if field else f"{path}:3: "
     assert lines[0].startswith(where), lines
     assert message in lines[0]
-    assert lines[-1] == f"{path}: nothing was imported (1 bad rows)"
+    assert lines[-1] == f"{path}: nothing was imported (1 bad row)"
     assert snapshot() == before
 
 
@@ -366,6 +366,15 @@ def test_it_reports_twenty_errors_and_counts_the_rest(tmp_path):
     assert len([line for line in lines if ": sensitivity: " in line]) == MAX_REPORTED_ERRORS
     assert "… and 10 more errors" in lines
     assert lines[-1] == f"{path}: nothing was imported (30 bad rows)"
+
+
+def test_every_repeated_id_counts_as_an_error(tmp_path):
+    rows = [item(1)] * 25 + [item(2), item(2)]
+
+    lines = import_failure("import_items", write_jsonl(tmp_path / "items.jsonl", rows))
+
+    assert lines[0].endswith("'item-1' appears again (first at line 1)")
+    assert lines[-1].endswith("nothing was imported (25 bad rows)")
 
 
 def test_csv_rows_with_missing_cells_or_unknown_columns_are_named(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from tests.urlwalk import site_urls
+from core.urlwalk import site_urls
 
 # Pages that answer anonymous visitors, and why.
 PUBLIC = {

@@ -92,3 +92,13 @@ def test_health_reports_the_database_and_the_beat_heartbeat(client):
     body = json.loads(client.get(reverse("health")).content)
     assert body["beat_ok"] is True
     assert body["beat_seconds_ago"] < 60
+
+
+def test_every_response_carries_a_request_id_and_keeps_a_sane_given_one(client):
+    made_up = client.get(reverse("health"))
+    given = client.get(reverse("health"), headers={"X-Request-ID": "lb-1234.abc"})
+    hostile = client.get(reverse("health"), headers={"X-Request-ID": "<script>" + "x" * 100})
+
+    assert len(made_up["X-Request-ID"]) == 32
+    assert given["X-Request-ID"] == "lb-1234.abc"
+    assert hostile["X-Request-ID"] != "<script>" + "x" * 100

@@ -435,7 +435,10 @@ def build_world(config: SimConfig, rng: np.random.Generator) -> World:
 
     n = config.n_items
     item_source = rng.choice(len(SOURCES), size=n, p=source_share)
-    primary = np.array([rng.choice(n_topics, p=source_focus[s]) for s in item_source])
+    primary = np.empty(n, dtype=np.int64)
+    for source in range(len(SOURCES)):
+        of_source = item_source == source
+        primary[of_source] = rng.choice(n_topics, size=int(of_source.sum()), p=source_focus[source])
     mixture = np.zeros((n, n_topics))
     mixture[np.arange(n), primary] = 1.0
     for _ in range(2):  # up to two secondary topics at half weight

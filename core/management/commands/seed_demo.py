@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.demo import seed_demo_world
 from catalog.models import Item
+from governance.demo import seed_governance
 from training.ml.simulator import SimConfig, Simulator
 
 
@@ -44,4 +45,6 @@ class Command(BaseCommand):
         )
         for part, result in results.items():
             self.stdout.write(f"{part}: {result.rows:,} rows in {result.seconds:.1f}s")
+        seed_governance()
+        self.stdout.write("governance: the platform policy and the guidelines are published")
         self.stdout.write(self.style.SUCCESS("The demo world is loaded."))

@@ -1,0 +1,1 @@
+"""Governance pages, one module per area; each exposes ``urlpatterns``."""
