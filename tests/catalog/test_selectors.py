@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from catalog.importing.importers import import_records
-from catalog.selectors import catalog_counts, item_feature_matrix, item_list
+from catalog.selectors import (
+    _feature_matrix_by_chunks,
+    catalog_counts,
+    item_feature_matrix,
+    item_list,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,7 +24,10 @@ def test_the_feature_matrix_holds_every_vector_in_key_order(monkeypatch):
     import_records("items", "test", rows)
 
     pks, matrix = item_feature_matrix()
+    chunked_pks, chunked = _feature_matrix_by_chunks(3)  # the path other databases take
 
+    np.testing.assert_array_equal(chunked, matrix)
+    np.testing.assert_array_equal(chunked_pks, pks)
     assert matrix.dtype == np.float32
     assert matrix.shape == (50, 3)
     assert list(pks) == sorted(pks)

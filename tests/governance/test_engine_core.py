@@ -655,7 +655,7 @@ def rankings(n_items: int):
 
 
 def greedy_is_complete(world: World) -> bool:
-    """When repair is guaranteed to find a k-slate whenever one exists (module docstring).
+    """Whether repair must find a k-slate whenever one exists (see the core's docstring).
 
     Without a topic cap, new sources are always kept and repeats only when slots allow, so
     the ranking's sources all make it in; with a cap and single-topic items only, per-topic
