@@ -106,9 +106,12 @@ def policy_version_create_draft(
     if rules is None:
         active = policy.versions.filter(status=VersionStatus.PUBLISHED).first()
         rules = list(active.rules) if active else []
-    number = (policy.versions.aggregate(top=Max("number"))["top"] or 0) + 1
     version = PolicyVersion.objects.create(
-        policy=policy, number=number, rules=rules, changelog=changelog, created_by=actor
+        policy=policy,
+        number=_next_number(policy.versions),
+        rules=rules,
+        changelog=changelog,
+        created_by=actor,
     )
     audit_record(
         actor=actor, action="policy_version.create", target=version, after=snapshot(version)
@@ -141,18 +144,9 @@ def policy_version_publish(*, actor: User, version: PolicyVersion) -> PolicyVers
     errors = rules_errors(version.rules)
     if errors:
         raise ValidationError({"rules": errors})
-    if not version.changelog.strip():
-        raise ValidationError({"changelog": "say in a line what this version changes"})
+    _require_changelog(version)
     now = timezone.now()
-    replaced = (
-        PolicyVersion.objects.select_for_update()
-        .filter(policy=version.policy, status=VersionStatus.PUBLISHED)
-        .first()
-    )
-    if replaced is not None:
-        replaced.status = VersionStatus.RETIRED
-        replaced.retired_at = now
-        replaced.save(update_fields=["status", "retired_at"])
+    replaced = _retire_in_force(PolicyVersion, now, policy=version.policy)
     before = snapshot(version)
     version.status = VersionStatus.PUBLISHED
     version.published_by = actor
@@ -172,6 +166,31 @@ def policy_version_delete_draft(*, actor: User, version: PolicyVersion) -> None:
     before = snapshot(version)
     audit_record(actor=actor, action="policy_version.delete", target=version, before=before)
     version.delete()
+
+
+def _next_number(versions) -> int:
+    return (versions.aggregate(top=Max("number"))["top"] or 0) + 1
+
+
+def _require_changelog(version) -> None:
+    if not version.changelog.strip():
+        raise ValidationError({"changelog": "say in a line what this version changes"})
+
+
+def _retire_in_force(model, now, **owner):
+    """Retire the version in force of the same policy or guideline (the one a new
+    publication replaces); returns it, or None."""
+    replaced = (
+        model.objects.select_for_update().filter(status=VersionStatus.PUBLISHED, **owner).first()
+    )
+    if replaced is not None:
+        replaced.status = VersionStatus.RETIRED
+        fields = ["status"]
+        if hasattr(replaced, "retired_at"):
+            replaced.retired_at = now
+            fields.append("retired_at")
+        replaced.save(update_fields=fields)
+    return replaced
 
 
 def _locked_draft(model, version):
@@ -205,9 +224,12 @@ def guideline_version_create_draft(
     if body is None:
         current = guideline.versions.filter(status=VersionStatus.PUBLISHED).first()
         body = current.body if current else ""
-    number = (guideline.versions.aggregate(top=Max("number"))["top"] or 0) + 1
     version = GuidelineVersion.objects.create(
-        guideline=guideline, number=number, body=body, changelog=changelog, created_by=actor
+        guideline=guideline,
+        number=_next_number(guideline.versions),
+        body=body,
+        changelog=changelog,
+        created_by=actor,
     )
     audit_record(
         actor=actor,
@@ -246,17 +268,9 @@ def guideline_version_publish(*, actor: User, version: GuidelineVersion) -> Guid
     version = _locked_draft(GuidelineVersion, version)
     if not version.body.strip():
         raise ValidationError({"body": "a guideline cannot be empty"})
-    if not version.changelog.strip():
-        raise ValidationError({"changelog": "say in a line what this version changes"})
+    _require_changelog(version)
     now = timezone.now()
-    replaced = (
-        GuidelineVersion.objects.select_for_update()
-        .filter(guideline=version.guideline, status=VersionStatus.PUBLISHED)
-        .first()
-    )
-    if replaced is not None:
-        replaced.status = VersionStatus.RETIRED
-        replaced.save(update_fields=["status"])
+    replaced = _retire_in_force(GuidelineVersion, now, guideline=version.guideline)
     before = _guideline_snapshot(version)
     version.status = VersionStatus.PUBLISHED
     version.published_at = now
