@@ -221,6 +221,10 @@ CELERY_BEAT_SCHEDULE = {
 # --- Shepherd --------------------------------------------------------------------------
 # The content policy (by slug) that serving, training and the labeling pages enforce.
 SHEPHERD_CONTENT_POLICY = os.environ.get("SHEPHERD_CONTENT_POLICY", "platform")
+# How long a reviewer's lease on a task lasts without a heartbeat (the page beats every
+# minute while open), and how many labels a day the home page's progress bar counts to.
+SHEPHERD_LEASE_SECONDS = int(os.environ.get("SHEPHERD_LEASE_SECONDS", "300"))
+SHEPHERD_DAILY_TARGET = int(os.environ.get("SHEPHERD_DAILY_TARGET", "100"))
 # Rows per batch when importing: bounds the importer's memory whatever the file's size.
 SHEPHERD_IMPORT_BATCH_ROWS = int(os.environ.get("SHEPHERD_IMPORT_BATCH_ROWS", "5000"))
 
