@@ -240,7 +240,7 @@ def comparison_submit(
     problems = comparison_problems(data)
     if problems:
         raise ValidationError(problems)
-    assignment = _claim_label_slot(assignment, reviewer, now)
+    assignment = label_slot_claim(assignment, reviewer, now)
     task = assignment.task
     comparison = Comparison.objects.create(
         task=task,
@@ -248,8 +248,8 @@ def comparison_submit(
         reviewer=reviewer,
         context_id=task.context_id,
         channel=channel_for(task),
-        guideline_version=_guideline_in_force(task.kind),
-        policy_version=_policy_in_force(),
+        guideline_version=guideline_in_force(task.kind),
+        policy_version=policy_in_force(),
         slate_a=task.slate_a,
         slate_b=task.slate_b,
         left=assignment.left,
@@ -263,7 +263,7 @@ def comparison_submit(
     return comparison
 
 
-def _claim_label_slot(assignment: Assignment, reviewer, now: datetime) -> Assignment:
+def label_slot_claim(assignment: Assignment, reviewer, now: datetime) -> Assignment:
     """Turn the reviewer's lease into a label slot, or take a free slot for a lease that
     expired or was released; refuse when the task has all its labels. The task is marked
     done by the same UPDATE that counts its last label."""
@@ -297,7 +297,7 @@ def _claim_label_slot(assignment: Assignment, reviewer, now: datetime) -> Assign
     return assignment
 
 
-def _guideline_in_force(task_kind: str) -> GuidelineVersion | None:
+def guideline_in_force(task_kind: str) -> GuidelineVersion | None:
     """The published guideline for the task's kind, else the general one."""
     published = GuidelineVersion.objects.filter(status=VersionStatus.PUBLISHED)
     return (
@@ -306,7 +306,7 @@ def _guideline_in_force(task_kind: str) -> GuidelineVersion | None:
     )
 
 
-def _policy_in_force() -> PolicyVersion | None:
+def policy_in_force() -> PolicyVersion | None:
     return active_version()
 
 

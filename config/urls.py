@@ -11,12 +11,14 @@ handler500 = "core.views.server_error"
 
 api_v1 = [
     path("", include("governance.api_urls")),
+    path("", include("annotation.api_urls")),
 ]
 
 urlpatterns = [
     path("", include("core.urls")),
     path("catalog/", include("catalog.urls")),
     path("governance/", include("governance.urls")),
+    path("label/", include("annotation.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),

@@ -182,7 +182,7 @@ class UserState:
     def situation(self) -> dict:
         """The situation features as the catalog stores them (catalog.importing.schema)."""
         return {
-            "fatigue": round(float(1.0 - math.exp(-float(self.fatigue.mean()) * 4.0)), 4),
+            "fatigue": fatigue_summary(self.fatigue),
             "traffic": round(self.traffic, 4),
             "hour": self.hour,
             "weekday": self.weekday,
@@ -197,6 +197,18 @@ class StepResult:
     reward: float
     clicks: tuple[int, ...]  # positions clicked
     events: tuple[tuple[str, int | None], ...] = field(default_factory=tuple)
+
+
+def fatigue_after(fatigue: np.ndarray, slate_topics: np.ndarray, decay: float) -> np.ndarray:
+    """f' = δ f + Σ_j w_j z_{i_j}: the fatigue transition, for a slate whose items' topic
+    mixtures are the rows of ``slate_topics`` (best position first). Shared with the
+    demonstration builder, which advances real contexts the same way."""
+    return decay * fatigue + position_weights(len(slate_topics)) @ slate_topics
+
+
+def fatigue_summary(fatigue: np.ndarray) -> float:
+    """The situation's single fatigue figure in [0, 1): 1 − exp(−4 · mean(f))."""
+    return round(float(1.0 - math.exp(-4.0 * float(np.mean(fatigue)))), 4)
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
@@ -345,7 +357,7 @@ class Simulator:
         clicked = examined & (rng.random(len(slate)) < sigmoid(self.click_logits(state)[slate]))
         harm = self.harm(state.user)[slate]
         reward = float(clicked.sum() - c.harm_weight * (weights @ harm))
-        fatigue = c.fatigue_decay * state.fatigue + weights @ w.item_topics[slate]
+        fatigue = fatigue_after(state.fatigue, w.item_topics[slate], c.fatigue_decay)
         leave_logit = (
             c.l0 + c.l_harm * harm.sum() + c.l_fatigue * fatigue.mean() - c.l_click * clicked.sum()
         )

@@ -1,0 +1,3 @@
+"""The labeling API (see annotation/apis.py)."""
+
+urlpatterns: list = []
