@@ -27,6 +27,7 @@ from annotation.models import (
     DemonstrationStep,
     QueueTask,
     RejectReason,
+    TaskKind,
 )
 from annotation.services import (
     LabelRefused,
@@ -35,7 +36,7 @@ from annotation.services import (
     label_slot_claim,
     policy_in_force,
 )
-from catalog.models import Item, ItemTopic, UserContext
+from catalog.models import Item, ItemTopic, Topic, UserContext
 from governance.policy_engine import catalog_index, compile_version, engine_context
 from training.ml.simulator import SimConfig, fatigue_after, fatigue_summary
 
@@ -97,10 +98,10 @@ def next_state(state: dict, chosen: list[int]) -> dict:
     """The user's state after being shown ``chosen``: history grows, fatigue changes."""
     external = dict(Item.objects.filter(pk__in=chosen).values_list("pk", "external_id"))
     fatigue = _advance_fatigue(state["topic_fatigue"], chosen)
-    situation = {
-        **state["situation"],
-        "fatigue": fatigue_summary(np.array(list(fatigue.values()) or [0.0])),
-    }
+    # Averaged over every topic of the catalog, as the simulator averages its vector.
+    vector = np.zeros(max(Topic.objects.count(), len(fatigue), 1))
+    vector[: len(fatigue)] = list(fatigue.values())
+    situation = {**state["situation"], "fatigue": fatigue_summary(vector)}
     return {
         "history": state["history"] + [{"item": external[pk], "event": "view"} for pk in chosen],
         "situation": situation,
@@ -301,3 +302,108 @@ def demonstration_submit(
     )  # fmt: skip
     draft.delete()
     return demonstration
+
+
+@transaction.atomic
+def demonstration_submit_steps(
+    *,
+    reviewer,
+    steps: list[dict],
+    client_token: uuid.UUID,
+    now: datetime,
+    assignment: Assignment | None = None,
+    context: UserContext | None = None,
+    expected_outcome: str = "",
+    tags: list[str] = (),
+    rationale: str = "",
+    time_spent_ms: int = 0,
+) -> Demonstration:
+    """Store a whole trajectory sent at once (the API's way; the builder's goes through a
+    draft). Either ``assignment`` (the reviewer's lease of a demonstrate task) or
+    ``context`` (a demonstration started from the catalog). ``steps`` are in the draft's
+    shape without states: {"chosen": [pk, …], "rejected": [{"item": pk, "reason": …}],
+    "rationale": …, "shown": [pk, …] (optional)}. Each state is computed here, as the
+    builder would. Stored once: a retried submission returns the first."""
+    if (assignment is None) == (context is None):
+        raise ValueError("give either an assignment or a context")
+    stored = Demonstration.objects.filter(client_token=client_token).first()
+    if stored is not None:
+        if stored.reviewer_id != reviewer.pk:
+            raise LabelRefused("this submission belongs to someone else")
+        return stored
+    task = _demonstrate_task(assignment) if assignment is not None else None
+    context = task.context if task is not None else context
+    trajectory = _trajectory(context, steps)
+    if assignment is not None:
+        assignment = label_slot_claim(assignment, reviewer, now)
+        # The builder's draft of this task (if the reviewer opened one) is moot now.
+        DemonstrationDraft.objects.filter(reviewer=reviewer, task=task).delete()
+    demonstration = Demonstration.objects.create(
+        task=task,
+        assignment=assignment,
+        reviewer=reviewer,
+        context=context,
+        channel=channel_for(task) if task else Channel.CURATION,
+        guideline_version=guideline_in_force(TaskKind.DEMONSTRATE),
+        policy_version=policy_in_force(),
+        rationale=rationale.strip(),
+        expected_outcome=expected_outcome.strip(),
+        tags=list(tags),
+        time_spent_ms=time_spent_ms,
+        client_token=client_token,
+    )
+    DemonstrationStep.objects.bulk_create(
+        DemonstrationStep(
+            demonstration=demonstration, index=index, state=step["state"], shown=_shown(step),
+            chosen=step["chosen"], rejected=step["rejected"], rationale=step["rationale"],
+        )
+        for index, step in enumerate(trajectory)
+    )  # fmt: skip
+    return demonstration
+
+
+def _demonstrate_task(assignment: Assignment) -> QueueTask:
+    task = QueueTask.objects.select_related("context").get(pk=assignment.task_id)
+    if task.kind != TaskKind.DEMONSTRATE:
+        raise ValidationError(
+            {"assignment": f"this is a lease of a {task.kind} task, not of a demonstrate task"}
+        )
+    return task
+
+
+def _trajectory(context: UserContext, steps: list[dict]) -> list[dict]:
+    """The steps, checked as the builder checks them, each with the state it starts from:
+    the context's own, then the state the previous step's slate led to."""
+    if not steps:
+        raise ValidationError({"steps": "a demonstration needs at least one step with a slate"})
+    if len(steps) > MAX_STEPS:
+        raise ValidationError({"steps": f"a demonstration has at most {MAX_STEPS} steps"})
+    trajectory = []
+    state = initial_state(context)
+    for number, given in enumerate(steps, start=1):
+        step = _step_of(number, given)
+        _check_step(number, step, context)
+        trajectory.append({**step, "state": state})
+        if number < len(steps):  # the last slate leads nowhere that is stored
+            state = next_state(state, step["chosen"])
+    return trajectory
+
+
+def _step_of(number: int, given: dict) -> dict:
+    """A submitted step in the draft's shape, within the builder's limits."""
+    chosen = list(given.get("chosen") or [])
+    if not chosen:
+        raise ValidationError({"chosen": f"step {number}: choose at least one item"})
+    if len(chosen) > MAX_SLATE:
+        raise ValidationError({"chosen": f"step {number}: a slate has at most {MAX_SLATE} items"})
+    shown = list(given.get("shown") or [])
+    if len(shown) > MAX_SHOWN:
+        raise ValidationError({"shown": f"step {number}: at most {MAX_SHOWN} items shown"})
+    return {
+        "shown": shown,
+        "chosen": chosen,
+        "rejected": [
+            {"item": r["item"], "reason": r.get("reason", "")} for r in given.get("rejected") or []
+        ],
+        "rationale": str(given.get("rationale", "")).strip(),
+    }

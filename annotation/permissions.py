@@ -12,7 +12,5 @@ from governance.access import LABELERS, POLICY_ADMINS, STUDY_PARTICIPANTS, Audie
 LABEL = LABELERS
 STUDY = STUDY_PARTICIPANTS
 # Anyone who can hold a lease: the queue decides which tasks each may get.
-TAKE_TASKS = Audience(
-    "labelers and study participants", LABELERS.roles | STUDY_PARTICIPANTS.roles
-)
+TAKE_TASKS = Audience("labelers and study participants", LABELERS.roles | STUDY_PARTICIPANTS.roles)
 READ_ALL_LABELS = POLICY_ADMINS

@@ -21,7 +21,7 @@ from annotation.models import (
 from annotation.services import HAD_IT, task_audiences_for
 from catalog.models import Item, UserContext
 from governance.engine.core import Violation
-from governance.models import Criterion
+from governance.models import Criterion, GuidelineVersion, VersionStatus
 from governance.policy_engine import active_version, catalog_index, compile_version, engine_context
 
 HISTORY_SHOWN = 10
@@ -187,3 +187,15 @@ def recent_labels(*, reviewer, limit: int = 10) -> list[Comparison | Demonstrati
         [*comparisons, *demonstrations], key=lambda label: label.created_at, reverse=True
     )
     return merged[:limit]
+
+
+def guidelines_in_force() -> list[GuidelineVersion]:
+    """The published guidelines a labeler works by: the general one and the task kinds'."""
+    return list(
+        GuidelineVersion.objects.filter(
+            status=VersionStatus.PUBLISHED,
+            guideline__task_kind__in=["", TaskKind.COMPARE, TaskKind.DEMONSTRATE],
+        )
+        .select_related("guideline")
+        .order_by("guideline__task_kind")
+    )

@@ -22,11 +22,14 @@ from annotation.models import (
     AssignmentState,
     Channel,
     Comparison,
+    Demonstration,
     Judgment,
+    LabelRevision,
     QueueTask,
     TaskAudience,
     TaskStatus,
 )
+from governance.audit import audit_record, snapshot
 from governance.models import Criterion, GuidelineVersion, PolicyVersion, VersionStatus
 from governance.policy_engine import active_version
 from governance.roles import Role, user_roles
@@ -330,3 +333,53 @@ def task_create(
     task.full_clean(exclude=["context"])
     task.save()
     return task
+
+
+# --- editing and locking labels --------------------------------------------------------------
+
+COMPARISON_EDITABLE = ("judgments", "confidence", "rationale")
+
+
+@transaction.atomic
+def comparison_edit(
+    *, actor, comparison: Comparison, judgments: dict[str, str], confidence: int, rationale: str
+) -> Comparison:
+    """A reviewer corrects their own label until an admin locks it. The version it
+    replaces is kept (LabelRevision) and the edit is audited."""
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    if comparison.reviewer_id != actor.pk:
+        raise LabelRefused("only its author can edit a label")
+    if comparison.locked:
+        raise LabelRefused("this label is locked")
+    problems = comparison_problems(
+        ComparisonInput(judgments=judgments, confidence=confidence, rationale=rationale)
+    )
+    if problems:
+        raise ValidationError(problems)
+    before = snapshot(comparison, list(COMPARISON_EDITABLE))
+    LabelRevision.objects.create(comparison=comparison, edited_by=actor, before=before)
+    comparison.judgments, comparison.confidence = judgments, confidence
+    comparison.rationale = rationale.strip()
+    comparison.save(update_fields=[*COMPARISON_EDITABLE, "updated_at"])
+    audit_record(
+        actor=actor, action="comparison.edit", target=comparison,
+        before=before, after=snapshot(comparison, list(COMPARISON_EDITABLE)),
+    )  # fmt: skip
+    return comparison
+
+
+@transaction.atomic
+def labels_lock(*, actor, comparisons=(), demonstrations=()) -> int:
+    """Freeze labels (before training on them, or after adjudication); audited."""
+    locked = 0
+    for model, pks in ((Comparison, comparisons), (Demonstration, demonstrations)):
+        pks = list(model.objects.filter(pk__in=pks, locked=False).values_list("pk", flat=True))
+        model.objects.filter(pk__in=pks).update(locked=True)
+        for pk in pks:
+            audit_record(
+                actor=actor, action=f"{model._meta.model_name}.lock",
+                object_type=model._meta.label_lower, object_id=pk,
+                before={"locked": False}, after={"locked": True},
+            )  # fmt: skip
+        locked += len(pks)
+    return locked

@@ -1,7 +1,10 @@
 from django.http import HttpRequest
 
-from governance.roles import STAFF_ROLES, user_roles
+from governance.roles import STAFF_ROLES, Role, user_roles
 from governance.selectors import guideline_versions_pending
+
+
+LABELING_ROLES = frozenset({Role.CURATOR, Role.SAFETY_REVIEWER, Role.STUDY_PARTICIPANT})
 
 
 def roles(request: HttpRequest) -> dict:
@@ -11,5 +14,7 @@ def roles(request: HttpRequest) -> dict:
     return {
         "user_roles": sorted(held),
         "is_staff_role": bool(held & STAFF_ROLES),
+        "can_label": bool(held & LABELING_ROLES),
+        "can_demonstrate": bool(held & {Role.CURATOR, Role.SAFETY_REVIEWER}),
         "pending_guideline_count": pending,
     }

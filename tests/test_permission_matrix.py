@@ -10,12 +10,17 @@ Object-level rules (another user's token, drafts) have their own tests in the ap
 """
 
 import re
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.urls import resolve
+from django.utils import timezone
 
+from annotation import demonstrations
+from annotation.models import Assignment, Comparison, QueueTask, TaskKind, TaskReason
 from catalog.models import Item, ItemTopic, Source, Topic, UserContext
 from catalog.services import catalog_changed
 from core.management.commands.access_matrix import markdown_table
@@ -24,6 +29,7 @@ from governance.access import audience_for, declared_access
 from governance.models import (
     ApiToken,
     ContentPolicy,
+    Criterion,
     Guideline,
     GuidelineVersion,
     PolicyVersion,
@@ -68,8 +74,40 @@ def world(db):
     )  # fmt: skip
     owner = make_user("token-owner")
     token = ApiToken.objects.create(user=owner, name="t", prefix="shp_x", key_hash="0" * 64)
+    slates = {"slate_a": [items[0].pk, items[1].pk], "slate_b": [items[2].pk]}
+
+    def owned_assignment(user) -> int:
+        """A live lease of a compare task by the persona (leases are per person)."""
+        task = QueueTask.objects.create(
+            kind=TaskKind.COMPARE, reason=TaskReason.MANUAL, context=context, leased_count=1,
+            **slates,
+        )  # fmt: skip
+        now = timezone.now()
+        return Assignment.objects.create(
+            task=task, reviewer=user, leased_at=now, expires_at=now + timedelta(minutes=5),
+            heartbeat_at=now,
+        ).pk  # fmt: skip
+
+    def owned_comparison(user) -> int:
+        judgments = dict.fromkeys(Criterion.objects.values_list("slug", flat=True), "tie")
+        return Comparison.objects.create(
+            reviewer=user, context=context, channel="curation", left="a", judgments=judgments,
+            confidence=3, client_token=uuid.uuid4(), **slates,
+        ).pk  # fmt: skip
+
+    def owned_draft(user) -> int:
+        return demonstrations.draft_open(reviewer=user, context=context).pk
+
     return {
-        "pk": {"item": items[0].pk, "context": context.pk, "token": token.pk, "person": owner.pk},
+        "pk": {
+            "item": items[0].pk,
+            "context": context.pk,
+            "token": token.pk,
+            "person": owner.pk,
+            "assignment": owned_assignment,
+            "comparison": owned_comparison,
+            "draft": owned_draft,
+        },
         "slug": {
             "criteria": "safety",
             "policies": "platform",
@@ -80,8 +118,9 @@ def world(db):
     }
 
 
-def _kwargs(route: str, params: list[str], world: dict) -> dict:
-    """Sample arguments for a route, chosen by the area the URL belongs to."""
+def _kwargs(route: str, params: list[str], world: dict, user) -> dict:
+    """Sample arguments for a route, chosen by the area the URL belongs to; objects that
+    belong to someone are made for the persona asking."""
     kwargs = {}
     for name in params:
         if name == "number":
@@ -93,7 +132,8 @@ def _kwargs(route: str, params: list[str], world: dict) -> dict:
         elif name == "pk":
             kind = next((kind for part, kind in PK_AREAS.items() if part in route), None)
             assert kind, f"{route}: add a sample primary key for it to the matrix test"
-            kwargs[name] = world["pk"][kind]
+            sample = world["pk"][kind]
+            kwargs[name] = sample(user) if callable(sample) else sample
         else:
             raise AssertionError(f"{route}: no sample value for <{name}>")
     return kwargs
@@ -101,7 +141,8 @@ def _kwargs(route: str, params: list[str], world: dict) -> dict:
 
 PK_AREAS = {
     "/items/": "item", "/contexts/": "context", "/tokens/": "token", "/people/": "person",
-    "/users/": "person",
+    "/users/": "person", "/assignments/": "assignment", "/comparisons/": "comparison",
+    "/drafts/": "draft", "/demonstrate/context/": "context",
 }  # fmt: skip
 
 
@@ -141,7 +182,7 @@ def test_each_role_gets_what_the_matrix_declares(
 ):
     user = request.getfixturevalue(persona)
     client.force_login(user)
-    path = _path(route, world)
+    path = _path(route, world, user)
     declared = declared_access(resolve(path).func)
     allowed = audience_for(declared, method).admits(user)
 
@@ -156,9 +197,9 @@ def test_each_role_gets_what_the_matrix_declares(
         assert response.status_code == 403, f"{persona} {method} {path}: {response.status_code}"
 
 
-def _path(route: str, world: dict) -> str:
+def _path(route: str, world: dict, user) -> str:
     params = re.findall(r"<(?:\w+:)?(\w+)>", route)
-    kwargs = _kwargs(route, params, world)
+    kwargs = _kwargs(route, params, world, user)
     for name, value in kwargs.items():
         route = re.sub(rf"<(?:\w+:)?{name}>", str(value), route)
     return route

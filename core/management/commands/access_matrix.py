@@ -1,7 +1,9 @@
 """Print the permission matrix, role by role, from the access every view declares.
 The README's table is this command's output (a test holds them equal)."""
 
-from django.core.management.base import BaseCommand
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
 from django.urls import resolve
 
 from core.urlwalk import site_urls
@@ -51,8 +53,26 @@ def _cell(audience, role: Role) -> str:
     return "403"
 
 
+START, END = "<!-- access-matrix:start -->", "<!-- access-matrix:end -->"
+
+
 class Command(BaseCommand):
     help = "Print the role × action permission matrix (Markdown) from the views' declarations."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--update", metavar="FILE", help="rewrite the table between the markers in FILE"
+        )
+
     def handle(self, *args, **options) -> None:
-        self.stdout.write(markdown_table())
+        if not options["update"]:
+            self.stdout.write(markdown_table())
+            return
+        path = Path(options["update"])
+        text = path.read_text()
+        if START not in text or END not in text:
+            raise CommandError(f"{path}: no {START} … {END} markers")
+        before, rest = text.split(START, 1)
+        _, after = rest.split(END, 1)
+        path.write_text(f"{before}{START}\n{markdown_table()}\n{END}{after}")
+        self.stdout.write(f"{path}: the permission matrix is up to date")
