@@ -216,7 +216,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "record-beat-heartbeat": {"task": "core.tasks.beat_heartbeat", "schedule": 30.0},
+    "reclaim-expired-leases": {"task": "annotation.tasks.reclaim_expired_leases", "schedule": 30.0},
 }
+CELERY_TASK_ROUTES["annotation.tasks.*"] = {"queue": "labeling"}
 
 # --- Shepherd --------------------------------------------------------------------------
 # The content policy (by slug) that serving, training and the labeling pages enforce.
