@@ -8,6 +8,7 @@ primary key and shown by external id, looked up once per response.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -29,22 +30,14 @@ from annotation.models import (
     RejectReason,
     TaskKind,
 )
-from annotation.permissions import LABEL, READ_ALL_LABELS, TAKE_TASKS
+from annotation.permissions import LABEL, READ_LABELS, TAKE_TASKS
 from catalog.models import Item, UserContext
-from core.api import ApiView, Pagination
+from core.api import ApiView, FilteredListApi
 from core.api_schema import ERROR_REF
-from governance.access import Audience
 from governance.models import Criterion
 from governance.selectors import guideline_versions_pending
 
-# Everyone who labels reads their own labels; policy admins read everyone's.
-READ_LABELS = Audience(
-    "labelers, study participants and policy admins", TAKE_TASKS.roles | READ_ALL_LABELS.roles
-)
 MAX_TIME_SPENT_MS = 2**31 - 1  # the column is a 32-bit integer
-LABEL_RELATIONS = ("reviewer", "context", "guideline_version__guideline", "policy_version__policy")
-# A label's list row needs the context's external id only, not its (long) history.
-CONTEXT_BULK = ("context__history", "context__situation")
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -99,8 +92,7 @@ def _render(serializer_class, instance, *, many: bool = False) -> dict | list:
     return serializer_class(instance, many=many, context={"external_ids": external_ids}).data
 
 
-def _item_pks_by_external_id(external_ids: set[str]) -> dict[str, int]:
-    return dict(Item.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
+# --- assignments ---------------------------------------------------------------------------
 
 
 # One named enum for task kinds, in and out (one choice set under two property names would
@@ -109,9 +101,6 @@ def _item_pks_by_external_id(external_ids: set[str]) -> dict[str, int]:
 class TaskKindField(serializers.ChoiceField):
     def __init__(self, **kwargs):
         super().__init__(choices=TaskKind.choices, **kwargs)
-
-
-# --- assignments ---------------------------------------------------------------------------
 
 
 class ContextOut(serializers.ModelSerializer):
@@ -176,8 +165,8 @@ class AssignmentNextApi(ApiView):
 
     class InputSerializer(serializers.Serializer):
         kinds = serializers.ListField(
-            child=TaskKindField(), required=False,
-            min_length=1, help_text="the task kinds wanted; omitted: any",
+            child=TaskKindField(), required=False, min_length=1,
+            help_text="the task kinds wanted; omitted: any",
         )  # fmt: skip
 
     @extend_schema(
@@ -274,7 +263,9 @@ LABEL_FIELDS = [
 
 
 class LabelOut(serializers.ModelSerializer):
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="the reviewer's username"
+    )
     context = serializers.SlugRelatedField(
         slug_field="external_id", read_only=True, help_text="the context's external id"
     )
@@ -339,22 +330,34 @@ class DemonstrationOut(LabelOut):
         ]
 
 
-def _visible(model, user):
-    """Blind labeling: one's own labels; every label for policy admins."""
-    labels = model.objects.select_related(*LABEL_RELATIONS).defer(*CONTEXT_BULK)
-    return labels if READ_ALL_LABELS.admits(user) else labels.filter(reviewer=user)
-
-
 def _comparisons(user):
-    return _visible(Comparison, user)
+    return selectors.labels_visible(Comparison, user=user)
 
 
 def _demonstrations(user):
-    return _visible(Demonstration, user).prefetch_related("steps")
+    return selectors.labels_visible(Demonstration, user=user).prefetch_related("steps")
 
 
-def _stored_by(model, user, client_token) -> bool:
-    return model.objects.filter(client_token=client_token, reviewer=user).exists()
+def _stored_by(model, user, client_token):
+    return model.objects.filter(client_token=client_token, reviewer=user).first()
+
+
+def _submit_once(model, user, client_token, submit) -> tuple:
+    """Run a submission: (the new label, 201), or (the first one, 200) when the token was
+    stored already. A retry racing its original past the service's own check (the
+    original not yet committed) is refused as a second label, or trips the unique token:
+    it is answered with the original too."""
+    retry = _stored_by(model, user, client_token) is not None
+    try:
+        label = submit()
+    except (services.LabelRefused, IntegrityError) as failure:
+        label = _stored_by(model, user, client_token)
+        if label is None and isinstance(failure, services.LabelRefused):
+            raise _refused(failure) from None
+        if label is None:
+            raise
+        retry = True
+    return label, status.HTTP_200_OK if retry else status.HTTP_201_CREATED
 
 
 # --- labels: lists and filters -------------------------------------------------------------
@@ -387,20 +390,15 @@ class DemonstrationFilter(LabelFilter):
         fields = FILTER_FIELDS
 
 
-class LabelListApi(ApiView):
-    """A page of labels, newest first. ``queryset`` only names the model, for the schema's
-    filter parameters; the rows always come from the reader's visible labels."""
+class LabelListApi(FilteredListApi):
+    """A page of labels, newest first, from the reader's visible labels."""
 
-    filter_backends = [filters.DjangoFilterBackend]
-    pagination_class = Pagination
+    ordering = ("-created_at", "-pk")
 
-    def page_of(self, request, labels, serializer_class) -> Response:
-        chosen = self.filterset_class(request.GET, queryset=labels)
-        if not chosen.is_valid():
-            raise serializers.ValidationError(chosen.errors)
-        page = Pagination()
-        rows = page.paginate_queryset(chosen.qs.order_by("-created_at", "-pk"), request, self)
-        return page.get_paginated_response(_render(serializer_class, rows, many=True))
+    def labels_page(self, request, labels, serializer_class) -> Response:
+        return self.page_of(
+            request, labels, lambda rows: _render(serializer_class, rows, many=True)
+        )
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -448,18 +446,15 @@ class ComparisonSubmitApi(ApiView):
                 f"this is a lease of a {assignment.task.kind} task: it takes no comparison"
             )
         values = data.validated_data
-        retry = _stored_by(Comparison, request.user, values["client_token"])
-        try:
-            comparison = services.comparison_submit(
+        comparison, answer = _submit_once(
+            Comparison, request.user, values["client_token"],
+            lambda: services.comparison_submit(
                 reviewer=request.user, assignment=assignment, data=self._input(values),
                 client_token=values["client_token"], now=timezone.now(),
-            )  # fmt: skip
-        except services.LabelRefused as refused:
-            raise _refused(refused) from None
-        return Response(
-            _render(ComparisonOut, _comparisons(request.user).get(pk=comparison.pk)),
-            status=status.HTTP_200_OK if retry else status.HTTP_201_CREATED,
-        )
+            ),
+        )  # fmt: skip
+        comparison = _comparisons(request.user).get(pk=comparison.pk)
+        return Response(_render(ComparisonOut, comparison), status=answer)
 
     @staticmethod
     def _input(values: dict) -> services.ComparisonInput:
@@ -477,7 +472,7 @@ class ComparisonListApi(LabelListApi):
 
     @extend_schema(responses=ComparisonOut(many=True), summary="Comparisons", filters=True)
     def get(self, request):
-        return self.page_of(request, _comparisons(request.user), ComparisonOut)
+        return self.labels_page(request, _comparisons(request.user), ComparisonOut)
 
 
 class ComparisonDetailApi(ApiView):
@@ -556,7 +551,7 @@ class DemonstrationListApi(LabelListApi):
 
     @extend_schema(responses=DemonstrationOut(many=True), summary="Demonstrations", filters=True)
     def get(self, request):
-        return self.page_of(request, _demonstrations(request.user), DemonstrationOut)
+        return self.labels_page(request, _demonstrations(request.user), DemonstrationOut)
 
     @extend_schema(
         request=InputSerializer,
@@ -571,23 +566,22 @@ class DemonstrationListApi(LabelListApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        retry = _stored_by(Demonstration, request.user, values["client_token"])
+        origin = self._origin(request.user, values)
+        steps = _steps_by_pk(values["steps"])
         try:
-            demonstration = demonstration_submit_steps(
-                reviewer=request.user, **self._origin(request.user, values),
-                steps=_steps_by_pk(values["steps"]), client_token=values["client_token"],
-                now=timezone.now(), expected_outcome=values["expected_outcome"],
-                tags=values["tags"], rationale=values["rationale"],
-                time_spent_ms=values["time_spent_ms"],
+            demonstration, answer = _submit_once(
+                Demonstration, request.user, values["client_token"],
+                lambda: demonstration_submit_steps(
+                    reviewer=request.user, **origin, steps=steps,
+                    client_token=values["client_token"], now=timezone.now(),
+                    expected_outcome=values["expected_outcome"], tags=values["tags"],
+                    rationale=values["rationale"], time_spent_ms=values["time_spent_ms"],
+                ),
             )  # fmt: skip
-        except services.LabelRefused as refused:
-            raise _refused(refused) from None
         except DjangoValidationError as problems:
             raise _about_steps(problems) from None
-        return Response(
-            _render(DemonstrationOut, _demonstrations(request.user).get(pk=demonstration.pk)),
-            status=status.HTTP_200_OK if retry else status.HTTP_201_CREATED,
-        )
+        demonstration = _demonstrations(request.user).get(pk=demonstration.pk)
+        return Response(_render(DemonstrationOut, demonstration), status=answer)
 
     @staticmethod
     def _origin(user, values: dict) -> dict:
@@ -611,7 +605,8 @@ def _step_items(step: dict) -> list[str]:
 
 def _steps_by_pk(steps: list[dict]) -> list[dict]:
     """The steps with items as primary keys; unknown external ids are named by step."""
-    pk_of = _item_pks_by_external_id({e for step in steps for e in _step_items(step)})
+    named = {e for step in steps for e in _step_items(step)}
+    pk_of = dict(Item.objects.filter(external_id__in=named).values_list("external_id", "pk"))
     for number, step in enumerate(steps, start=1):
         unknown = [e for e in _step_items(step) if e not in pk_of]
         if unknown:

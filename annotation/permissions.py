@@ -14,3 +14,8 @@ STUDY = STUDY_PARTICIPANTS
 # Anyone who can hold a lease: the queue decides which tasks each may get.
 TAKE_TASKS = Audience("labelers and study participants", LABELERS.roles | STUDY_PARTICIPANTS.roles)
 READ_ALL_LABELS = POLICY_ADMINS
+# Reading labels: everyone who labels reads their own (blind labeling); policy admins
+# read everyone's.
+READ_LABELS = Audience(
+    "labelers, study participants and policy admins", TAKE_TASKS.roles | READ_ALL_LABELS.roles
+)

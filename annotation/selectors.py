@@ -18,6 +18,7 @@ from annotation.models import (
     TaskKind,
     TaskStatus,
 )
+from annotation.permissions import READ_ALL_LABELS
 from annotation.services import HAD_IT, task_audiences_for
 from catalog.models import Item, UserContext
 from governance.engine.core import Violation
@@ -199,3 +200,14 @@ def guidelines_in_force() -> list[GuidelineVersion]:
         .select_related("guideline")
         .order_by("guideline__task_kind")
     )
+
+
+LABEL_RELATIONS = ("reviewer", "context", "guideline_version__guideline", "policy_version__policy")
+# A label's row needs its context's external id, not the context's (long) history.
+CONTEXT_BULK = ("context__history", "context__situation")
+
+
+def labels_visible(model: type[Comparison] | type[Demonstration], *, user):
+    """Blind labeling: one's own labels; every label for policy admins."""
+    labels = model.objects.select_related(*LABEL_RELATIONS).defer(*CONTEXT_BULK)
+    return labels if READ_ALL_LABELS.admits(user) else labels.filter(reviewer=user)

@@ -27,6 +27,7 @@ from annotation.models import (
     LabelRevision,
     QueueTask,
     TaskAudience,
+    TaskKind,
     TaskStatus,
 )
 from governance.audit import audit_record, snapshot
@@ -34,6 +35,8 @@ from governance.models import Criterion, GuidelineVersion, PolicyVersion, Versio
 from governance.policy_engine import active_version
 from governance.roles import Role, user_roles
 
+# Task kinds answered with a comparison (gold tasks are comparisons whose answer is known).
+COMPARED_KINDS = (TaskKind.COMPARE, TaskKind.GOLD)
 # States in which a reviewer has had a task: they are not offered it again.
 HAD_IT = (AssignmentState.LEASED, AssignmentState.SUBMITTED, AssignmentState.RELEASED)
 
@@ -240,6 +243,8 @@ def comparison_submit(
         if stored.reviewer_id != reviewer.pk:
             raise LabelRefused("this submission belongs to someone else")
         return stored
+    if assignment.task.kind not in COMPARED_KINDS:
+        raise ValidationError({"task": f"a {assignment.task.kind} task takes no comparison"})
     problems = comparison_problems(data)
     if problems:
         raise ValidationError(problems)

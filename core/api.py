@@ -9,12 +9,14 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions
+from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
 from core.pagination import Pagination
 
-__all__ = ["ApiView", "Pagination", "error_body", "error_response"]
+__all__ = ["ApiView", "FilteredListApi", "Pagination", "error_body", "error_response"]
 
 
 class ApiView(APIView):
@@ -26,6 +28,25 @@ class ApiView(APIView):
     @classmethod
     def as_view(cls, **initkwargs):
         return login_not_required(super().as_view(**initkwargs))
+
+
+class FilteredListApi(ApiView):
+    """A filtered page of rows. Subclasses set ``filterset_class`` and ``queryset`` (which
+    only names the model, so the schema lists the filter parameters and the page shape);
+    the rows themselves always come from the caller, who has already applied access."""
+
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = Pagination
+    filterset_class = None
+    ordering = ("-pk",)
+
+    def page_of(self, request, rows, render) -> Response:
+        chosen = self.filterset_class(request.GET, queryset=rows)
+        if not chosen.is_valid():
+            raise exceptions.ValidationError(chosen.errors)
+        page = Pagination()
+        found = page.paginate_queryset(chosen.qs.order_by(*self.ordering), request, self)
+        return page.get_paginated_response(render(found))
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:

@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from catalog.models import Item, UserContext
-from core.api import ApiView, Pagination
+from core.api import ApiView, FilteredListApi
 from governance import selectors, services
 from governance.access import ANY_USER, POLICY_ADMINS, STAFF
 from governance.models import (
@@ -539,16 +539,27 @@ class UserOut(serializers.ModelSerializer):
         return sorted(role.value for role in services.user_roles_of(user))
 
 
-class UserListApi(ApiView):
-    access = {"GET": POLICY_ADMINS}
+class UserFilter(filters.FilterSet):
+    username = filters.CharFilter(lookup_expr="icontains")
+    role = filters.ChoiceFilter(
+        field_name="groups__name", choices=[(r.value, r.value) for r in Role]
+    )
 
-    @extend_schema(responses=UserOut(many=True), summary="People and their roles")
+    class Meta:
+        model = User
+        fields = ["username", "role"]
+
+
+class UserListApi(FilteredListApi):
+    access = {"GET": POLICY_ADMINS}
+    queryset = User.objects.none()
+    filterset_class = UserFilter
+    ordering = ("username",)
+
+    @extend_schema(responses=UserOut(many=True), summary="People and their roles", filters=True)
     def get(self, request):
-        users = User.objects.order_by("username").prefetch_related("groups")
-        page = Pagination()
-        return page.get_paginated_response(
-            UserOut(page.paginate_queryset(users, request, self), many=True).data
-        )
+        users = User.objects.prefetch_related("groups")
+        return self.page_of(request, users, lambda rows: UserOut(rows, many=True).data)
 
 
 class UserRolesApi(ApiView):
@@ -598,15 +609,14 @@ class AuditEventOut(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class AuditEventListApi(ApiView):
+class AuditEventListApi(FilteredListApi):
     access = {"GET": POLICY_ADMINS}
+    queryset = AuditEvent.objects.none()
     filterset_class = AuditEventFilter
+    ordering = ("-created_at", "-id")
 
     @extend_schema(responses=AuditEventOut(many=True), summary="The audit log", filters=True)
     def get(self, request):
-        events = AuditEventFilter(request.GET, queryset=AuditEvent.objects.all())
-        if not events.is_valid():
-            raise serializers.ValidationError(events.errors)
-        page = Pagination()
-        rows = page.paginate_queryset(events.qs, request, self)
-        return page.get_paginated_response(AuditEventOut(rows, many=True).data)
+        return self.page_of(
+            request, AuditEvent.objects.all(), lambda rows: AuditEventOut(rows, many=True).data
+        )

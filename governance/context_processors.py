@@ -3,7 +3,6 @@ from django.http import HttpRequest
 from governance.roles import STAFF_ROLES, Role, user_roles
 from governance.selectors import guideline_versions_pending
 
-
 LABELING_ROLES = frozenset({Role.CURATOR, Role.SAFETY_REVIEWER, Role.STUDY_PARTICIPANT})
 
 

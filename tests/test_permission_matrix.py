@@ -20,7 +20,14 @@ from django.urls import resolve
 from django.utils import timezone
 
 from annotation import demonstrations
-from annotation.models import Assignment, Comparison, QueueTask, TaskKind, TaskReason
+from annotation.models import (
+    Assignment,
+    Comparison,
+    Demonstration,
+    QueueTask,
+    TaskKind,
+    TaskReason,
+)
 from catalog.models import Item, ItemTopic, Source, Topic, UserContext
 from catalog.services import catalog_changed
 from core.management.commands.access_matrix import markdown_table
@@ -95,6 +102,11 @@ def world(db):
             confidence=3, client_token=uuid.uuid4(), **slates,
         ).pk  # fmt: skip
 
+    def owned_demonstration(user) -> int:
+        return Demonstration.objects.create(
+            reviewer=user, context=context, channel="curation", client_token=uuid.uuid4()
+        ).pk
+
     def owned_draft(user) -> int:
         return demonstrations.draft_open(reviewer=user, context=context).pk
 
@@ -107,6 +119,7 @@ def world(db):
             "assignment": owned_assignment,
             "comparison": owned_comparison,
             "draft": owned_draft,
+            "demonstration": owned_demonstration,
         },
         "slug": {
             "criteria": "safety",
@@ -142,7 +155,7 @@ def _kwargs(route: str, params: list[str], world: dict, user) -> dict:
 PK_AREAS = {
     "/items/": "item", "/contexts/": "context", "/tokens/": "token", "/people/": "person",
     "/users/": "person", "/assignments/": "assignment", "/comparisons/": "comparison",
-    "/drafts/": "draft", "/demonstrate/context/": "context",
+    "/drafts/": "draft", "/demonstrate/context/": "context", "/demonstrations/": "demonstration",
 }  # fmt: skip
 
 

@@ -2,15 +2,15 @@
 the task's overlap) and demonstrations; read labels back blind; one error body."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from annotation import services
+from annotation import apis, services
 from annotation.models import (
     Assignment,
     AssignmentState,
@@ -41,6 +41,10 @@ def api(user) -> Client:
 
 def post(client: Client, path: str, body: dict | None = None):
     return client.post(path, body or {}, content_type="application/json")
+
+
+def when(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
 def error_of(response) -> dict:
@@ -132,7 +136,7 @@ def test_a_task_is_taken_kept_alive_and_labeled(curator, catalog):
     assert assignment["task"]["context"]["history"] == [{"item": "item-0", "event": "click"}]
     assert beat.status_code == 200
     assert beat.json()["state"] == "leased"
-    assert beat.json()["expires_at"] >= assignment["expires_at"]
+    assert when(beat.json()["expires_at"]) >= when(assignment["expires_at"])
     assert stored.status_code == 201
     comparison = stored.json()
     assert comparison["task"] == task.pk
@@ -241,6 +245,28 @@ def test_a_retried_submission_is_stored_once(curator, catalog):
 
     assert (first.status_code, retry.status_code) == (201, 200)
     assert retry.json() == first.json()
+    assert Comparison.objects.count() == 1
+
+
+def test_a_retry_racing_its_original_is_answered_with_the_original(curator, catalog, monkeypatch):
+    """The retry passed the service's token check before the original committed, so the
+    service refuses it as a second label of the task: the API answers the original."""
+    context, items = catalog
+    compare_tasks(context, items, 1)
+    client = api(curator)
+    assignment = post(client, NEXT).json()
+    body = comparison_body()
+    real_submit = services.comparison_submit
+
+    def original_commits_first(**kwargs):
+        real_submit(**kwargs)
+        raise services.LabelRefused("you have already labeled this task")
+
+    monkeypatch.setattr(services, "comparison_submit", original_commits_first)
+    raced = post(client, f"/api/v1/assignments/{assignment['id']}/comparison/", body)
+
+    assert raced.status_code == 200
+    assert raced.json()["client_token"] == body["client_token"]
     assert Comparison.objects.count() == 1
 
 
@@ -547,6 +573,23 @@ def test_demonstration_requests_name_what_is_wrong(curator, safety_reviewer, cat
     twice = fields(context="ctx-1", steps=[{"chosen": ["item-0", "item-0"]}])
     assert twice == {"steps": ["step 1: the slate shows an item twice"]}
     assert not Demonstration.objects.exists()
+
+
+def test_a_demonstration_retry_racing_its_original_is_answered_with_the_original(
+    curator, catalog, monkeypatch
+):
+    """From the catalog no lease serializes the two: the retry trips the unique token."""
+    real_submit = apis.demonstration_submit_steps
+
+    def original_commits_first(**kwargs):
+        real_submit(**kwargs)
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(apis, "demonstration_submit_steps", original_commits_first)
+    raced = post(api(curator), "/api/v1/demonstrations/", demonstration_body(context="ctx-1"))
+
+    assert raced.status_code == 200
+    assert Demonstration.objects.count() == 1
 
 
 def test_study_participants_do_not_demonstrate(study_participant, catalog):

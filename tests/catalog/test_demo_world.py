@@ -34,6 +34,11 @@ def test_the_demo_world_is_coherent():
     assert set(ImportRun.objects.values_list("kind", flat=True)) == {
         "items", "contexts", "interactions",
     }  # fmt: skip
+    from annotation.models import QueueTask
+
+    assert QueueTask.objects.filter(kind="compare", audience="labeler").exists()
+    assert QueueTask.objects.filter(audience="study_participant").exists()
+    assert QueueTask.objects.filter(kind="demonstrate").exists()
     # Sensitive topics carry the sensitive items.
     severe = Item.objects.filter(sensitivity=3)
     assert severe.exists()

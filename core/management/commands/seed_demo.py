@@ -1,6 +1,7 @@
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotation.demo import seed_labeling_queue
 from catalog.demo import seed_demo_world
 from catalog.models import Item
 from governance.demo import seed_governance
@@ -47,4 +48,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{part}: {result.rows:,} rows in {result.seconds:.1f}s")
         seed_governance()
         self.stdout.write("governance: the platform policy and the guidelines are published")
+        tasks = seed_labeling_queue(sim=sim, rng=np.random.default_rng([options["seed"], 3]))
+        self.stdout.write(f"labeling: {tasks} tasks are waiting in the queue")
         self.stdout.write(self.style.SUCCESS("The demo world is loaded."))
