@@ -243,13 +243,13 @@ def comparison_submit(
         if stored.reviewer_id != reviewer.pk:
             raise LabelRefused("this submission belongs to someone else")
         return stored
-    if assignment.task.kind not in COMPARED_KINDS:
-        raise ValidationError({"task": f"a {assignment.task.kind} task takes no comparison"})
     problems = comparison_problems(data)
     if problems:
         raise ValidationError(problems)
     assignment = label_slot_claim(assignment, reviewer, now)
     task = assignment.task
+    if task.kind not in COMPARED_KINDS:  # refused before commit: the claim rolls back
+        raise ValidationError({"task": f"a {task.kind} task takes no comparison"})
     comparison = Comparison.objects.create(
         task=task,
         assignment=assignment,
