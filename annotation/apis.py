@@ -29,9 +29,11 @@ from annotation.models import (
     QueueTask,
     RejectReason,
     TaskKind,
+    TaskReason,
 )
 from annotation.permissions import LABEL, READ_LABELS, TAKE_TASKS
 from catalog.models import Item, UserContext
+from catalog.selectors import item_external_ids
 from core.api import ApiView, FilteredListApi
 from core.api_schema import ERROR_REF
 from governance.models import Criterion
@@ -85,11 +87,12 @@ class ItemRefs(serializers.ListField):
 
 
 def _render(serializer_class, instance, *, many: bool = False) -> dict | list:
-    """Serialize with every item the rows mention looked up in one query."""
+    """Serialize with every item the rows mention shown by its external id."""
     rows = instance if many else [instance]
     pks = {pk for row in rows for pk in serializer_class.item_pks(row)}
-    external_ids = dict(Item.objects.filter(pk__in=pks).values_list("pk", "external_id"))
-    return serializer_class(instance, many=many, context={"external_ids": external_ids}).data
+    return serializer_class(
+        instance, many=many, context={"external_ids": item_external_ids(pks)}
+    ).data
 
 
 # --- assignments ---------------------------------------------------------------------------
@@ -113,7 +116,9 @@ class ContextOut(serializers.ModelSerializer):
 
 
 class TaskOut(serializers.ModelSerializer):
-    kind = TaskKindField()
+    # Gold tasks are mixed in unmarked: they read as comparisons for an audit.
+    kind = TaskKindField(source="displayed_kind")
+    reason = serializers.ChoiceField(choices=TaskReason.choices, source="displayed_reason")
     context = ContextOut(read_only=True)
     slate_a = ItemRefs(help_text="best first; empty for demonstrations")
     slate_b = ItemRefs(help_text="best first; empty for demonstrations")
@@ -126,7 +131,7 @@ class TaskOut(serializers.ModelSerializer):
         fields = ["id", "kind", "reason", "audience", "context", "slate_a", "slate_b", "criteria"]
 
     def get_criteria(self, task) -> list[str]:
-        if task.kind != TaskKind.COMPARE:
+        if task.displayed_kind != TaskKind.COMPARE:
             return []
         return list(Criterion.objects.filter(active=True).values_list("slug", flat=True))
 
@@ -145,7 +150,15 @@ class AssignmentOut(serializers.ModelSerializer):
 
 
 def _own_assignment(user, pk: int) -> Assignment:
-    return get_object_or_404(Assignment.objects.select_related("task"), pk=pk, reviewer=user)
+    return get_object_or_404(
+        Assignment.objects.select_related("task__context").defer(*CONTEXT_HEAVY),
+        pk=pk,
+        reviewer=user,
+    )
+
+
+# What a label's output needs of its context is the external id, not the history.
+CONTEXT_HEAVY = ("task__context__history", "task__context__situation")
 
 
 def _require_guidelines_read(user) -> None:
@@ -344,10 +357,11 @@ def _stored_by(model, user, client_token):
 
 def _submit_once(model, user, client_token, submit) -> tuple:
     """Run a submission: (the new label, 201), or (the first one, 200) when the token was
-    stored already. A retry racing its original past the service's own check (the
-    original not yet committed) is refused as a second label, or trips the unique token:
-    it is answered with the original too."""
-    retry = _stored_by(model, user, client_token) is not None
+    stored already (the service returns the stored label: it predates this request). A
+    retry racing its original past the service's own check (the original not yet
+    committed) is refused as a second label, or trips the unique token: it is answered
+    with the original too."""
+    started = timezone.now()
     try:
         label = submit()
     except (services.LabelRefused, IntegrityError) as failure:
@@ -356,7 +370,8 @@ def _submit_once(model, user, client_token, submit) -> tuple:
             raise _refused(failure) from None
         if label is None:
             raise
-        retry = True
+        return label, status.HTTP_200_OK
+    retry = label.created_at < started
     return label, status.HTTP_200_OK if retry else status.HTTP_201_CREATED
 
 
@@ -441,7 +456,7 @@ class ComparisonSubmitApi(ApiView):
         assignment = _own_assignment(request.user, pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if assignment.task.kind != TaskKind.COMPARE:
+        if assignment.task.kind not in services.COMPARED_KINDS:
             raise serializers.ValidationError(
                 f"this is a lease of a {assignment.task.kind} task: it takes no comparison"
             )
@@ -453,7 +468,7 @@ class ComparisonSubmitApi(ApiView):
                 client_token=values["client_token"], now=timezone.now(),
             ),
         )  # fmt: skip
-        comparison = _comparisons(request.user).get(pk=comparison.pk)
+        comparison.context = assignment.task.context  # already loaded: no query for the output
         return Response(_render(ComparisonOut, comparison), status=answer)
 
     @staticmethod

@@ -69,6 +69,11 @@ class QueueTask(models.Model):
     slate_a = models.JSONField(default=list, blank=True)
     slate_b = models.JSONField(default=list, blank=True)
     priority = models.IntegerField(default=0, help_text="higher first")
+    # The task this one derives from: the labeled task an adjudication resolves, the one a
+    # gold task copies, the one a re-review re-asks.
+    source_task = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="derived_tasks"
+    )
     overlap_target = models.PositiveSmallIntegerField(default=1)
     labels_count = models.PositiveSmallIntegerField(default=0)
     leased_count = models.PositiveSmallIntegerField(default=0)
@@ -96,6 +101,15 @@ class QueueTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} task {self.pk} ({self.status})"
+
+    @property
+    def displayed_kind(self) -> str:
+        """Gold tasks are mixed in unmarked: reviewers see a comparison."""
+        return TaskKind.COMPARE if self.kind == TaskKind.GOLD else self.kind
+
+    @property
+    def displayed_reason(self) -> str:
+        return TaskReason.AUDIT if self.kind == TaskKind.GOLD else self.reason
 
     @property
     def slots_left(self) -> int:
@@ -322,3 +336,172 @@ class LabelRevision(models.Model):
 
     def __str__(self) -> str:
         return f"revision {self.pk}"
+
+
+class QueueSettings(models.Model):
+    """The queue's knobs, one row; changed by policy admins through a page (audited)."""
+
+    overlap_compare = models.PositiveSmallIntegerField(default=3)
+    overlap_demonstrate = models.PositiveSmallIntegerField(default=1)
+    # Share of next-task requests answered with a gold task the reviewer has not seen.
+    gold_rate = models.FloatField(default=0.05)
+    # A reviewer whose gold accuracy (after at least gold_min_answers) falls below this is
+    # flagged to admins.
+    gold_min_accuracy = models.FloatField(default=0.7)
+    gold_min_answers = models.PositiveSmallIntegerField(default=10)
+    # A finished task whose agreement on a criterion (share of the modal answer) is below
+    # this goes to adjudication by a senior reviewer.
+    adjudicate_below = models.FloatField(default=0.67)
+    # Priority points a waiting task gains per hour, so that nothing starves.
+    aging_points_per_hour = models.PositiveIntegerField(default=100)
+
+    class Meta:
+        verbose_name_plural = "queue settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="queue_settings_single_row"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="queue_gold_rate_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_compare__gte=1, overlap_demonstrate__gte=1),
+                name="queue_overlaps_at_least_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "queue settings"
+
+
+class ReviewerProfile(models.Model):
+    """What routing knows of a reviewer: their skills ("topic:gambling", "lang:de",
+    "senior"), and whether gold answers flagged them for an admin's attention."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviewer_profile"
+    )
+    skills = models.JSONField(default=list, blank=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    flag_reason = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"
+
+
+class TaskResolution(models.Model):
+    """A finished task's accepted answer: the majority's, or an adjudicator's decision."""
+
+    class Source(models.TextChoices):
+        MAJORITY = "majority"
+        ADJUDICATION = "adjudication"
+
+    task = models.OneToOneField(QueueTask, on_delete=models.CASCADE, related_name="resolution")
+    judgments = models.JSONField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    rationale = models.TextField(blank=True)
+    adjudicator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"resolution of task {self.task_id} ({self.source})"
+
+
+class GoldAnswer(models.Model):
+    """The accepted answers of a gold task (copied from a labeled task by an admin)."""
+
+    task = models.OneToOneField(QueueTask, on_delete=models.CASCADE, related_name="gold_answer")
+    judgments = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"gold answer of task {self.task_id}"
+
+
+class AgreementCell(models.Model):
+    """One cell o_ck of Krippendorff's coincidence matrix for a criterion, summed over
+    tasks with two labels or more. Cells are incremented in place as labels arrive (no
+    read-modify-write, so concurrent submissions never lose an update)."""
+
+    criterion = models.CharField(max_length=64)
+    first = models.CharField(max_length=16)
+    second = models.CharField(max_length=16)
+    weight = models.FloatField(default=0.0, db_default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["criterion", "first", "second"], name="agreement_cell_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.criterion}: {self.first}|{self.second}"
+
+
+class AgreementPairs(models.Model):
+    """Pairs of labels on the same task, per criterion, and how many agreed."""
+
+    criterion = models.CharField(max_length=64, unique=True)
+    pairs = models.PositiveIntegerField(default=0, db_default=0)
+    agreeing = models.PositiveIntegerField(default=0, db_default=0)
+
+    def __str__(self) -> str:
+        return f"pairs on {self.criterion}"
+
+
+class PairCell(models.Model):
+    """Two reviewers' answers on tasks both labeled, per criterion (Cohen's kappa):
+    reviewer_a (the lower id) answered ``first``, reviewer_b ``second``, ``count`` times."""
+
+    criterion = models.CharField(max_length=64)
+    reviewer_a = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    reviewer_b = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    first = models.CharField(max_length=16)
+    second = models.CharField(max_length=16)
+    count = models.PositiveIntegerField(default=0, db_default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["criterion", "reviewer_a", "reviewer_b", "first", "second"],
+                name="pair_cell_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewer_a__lt=F("reviewer_b")), name="pair_cell_ordered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_a_id}×{self.reviewer_b_id} on {self.criterion}"
+
+
+class ReviewerCriterionStats(models.Model):
+    """A reviewer's record on one criterion: agreement with the majority of finished
+    tasks, and answers on gold tasks."""
+
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    criterion = models.CharField(max_length=64)
+    majority_agreed = models.PositiveIntegerField(default=0, db_default=0)
+    majority_total = models.PositiveIntegerField(default=0, db_default=0)
+    gold_correct = models.PositiveIntegerField(default=0, db_default=0)
+    gold_total = models.PositiveIntegerField(default=0, db_default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reviewer", "criterion"], name="reviewer_criterion_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} on {self.criterion}"

@@ -32,7 +32,10 @@ COUNT_CAP = 1000  # queue counts stop here: counting a million open tasks per pa
 def live_assignment(
     *, reviewer, now: datetime, kinds: list[str], exclude: list[int] = ()
 ) -> Assignment | None:
-    """The reviewer's oldest live lease of these kinds (a reload resumes it)."""
+    """The reviewer's oldest live lease of these kinds (a reload resumes it). Gold tasks
+    pass for comparisons, as they do everywhere a reviewer can see."""
+    if TaskKind.COMPARE in kinds:
+        kinds = [*kinds, TaskKind.GOLD]
     return (
         Assignment.objects.filter(
             reviewer=reviewer, state=AssignmentState.LEASED, expires_at__gt=now,

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, JSONField, OuterRef, Q, Value, When
 
+from annotation import quality
 from annotation.models import (
     Assignment,
     AssignmentState,
@@ -26,6 +27,7 @@ from annotation.models import (
     Judgment,
     LabelRevision,
     QueueTask,
+    ReviewerProfile,
     TaskAudience,
     TaskKind,
     TaskStatus,
@@ -83,15 +85,24 @@ def task_lease_next(
 ) -> Assignment | None:
     """Lease the highest-priority task the reviewer may take, or None.
 
-    On PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED over the index
-    on (priority desc, id) of open tasks, so concurrent reviewers never wait for each
-    other and never get the same slot; on SQLite the transaction itself is serialized
-    (IMMEDIATE), which is correct if slower.
+    A task waits for a matching expert: its audience must be one the reviewer's roles
+    allow and its skills a subset of theirs. Gold tasks are mixed in, looking like any
+    comparison, at the rate the queue settings give. On PostgreSQL the candidate row is
+    locked with FOR UPDATE SKIP LOCKED over the index on (priority desc, id) of open tasks,
+    so concurrent reviewers never wait for each other and never get the same slot; on
+    SQLite the transaction itself is serialized (IMMEDIATE), which is correct if slower.
     """
     audiences = task_audiences_for(reviewer) if audiences is None else audiences
     if not audiences:
         return None
-    task_id = _next_task_id(reviewer, audiences, kinds, exclude_tasks)
+    skills = reviewer_skills(reviewer)
+    kinds = list(kinds) if kinds else None
+    task_id = None
+    if (kinds is None or TaskKind.COMPARE in kinds) and random.random() < quality.gold_rate():
+        task_id = _next_task_id(reviewer, audiences, [TaskKind.GOLD], exclude_tasks, skills)
+    if task_id is None:
+        ordinary = [k for k in kinds if k != TaskKind.GOLD] if kinds else None
+        task_id = _next_task_id(reviewer, audiences, ordinary, exclude_tasks, skills, no_gold=True)
     if task_id is None:
         return None
     QueueTask.objects.filter(pk=task_id).update(leased_count=F("leased_count") + 1)
@@ -105,8 +116,17 @@ def task_lease_next(
     )
 
 
-def _next_task_id(reviewer, audiences, kinds, exclude_tasks) -> int | None:
+def reviewer_skills(reviewer) -> list[str]:
+    profile = ReviewerProfile.objects.filter(user=reviewer).values_list("skills", flat=True).first()
+    return list(profile or [])
+
+
+def _next_task_id(
+    reviewer, audiences, kinds, exclude_tasks, skills, *, no_gold: bool = False
+) -> int | None:
     had_it = Assignment.objects.filter(task=OuterRef("pk"), reviewer=reviewer, state__in=HAD_IT)
+    # Adjudicators and gold takers must not have labeled the task they derive from.
+    labeled_source = Comparison.objects.filter(task=OuterRef("source_task"), reviewer=reviewer)
     candidates = (
         QueueTask.objects.filter(
             status=TaskStatus.OPEN,
@@ -114,15 +134,30 @@ def _next_task_id(reviewer, audiences, kinds, exclude_tasks) -> int | None:
             labels_count__lt=F("overlap_target") - F("leased_count"),
         )
         .exclude(Exists(had_it))
+        .exclude(Exists(labeled_source))
         .order_by("-priority", "id")
     )
     if kinds:
         candidates = candidates.filter(kind__in=kinds)
+    if no_gold:
+        candidates = candidates.exclude(kind=TaskKind.GOLD)
     if exclude_tasks:
         candidates = candidates.exclude(pk__in=exclude_tasks)
-    if connection.features.has_select_for_update_skip_locked:
+    if connection.vendor == "postgresql":
+        # Every skill the task needs must be one the reviewer has (jsonb <@).
+        candidates = candidates.filter(skills__contained_by=Value(skills, JSONField()))
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-    return candidates.values_list("pk", flat=True).first()
+        return candidates.values_list("pk", flat=True).first()
+    return _first_with_skills(candidates, set(skills))
+
+
+def _first_with_skills(candidates, skills: set[str], window: int = 200) -> int | None:
+    """SQLite has no JSON containment: check skills in Python over the best candidates
+    (the transaction is serialized there, so nothing is taken meanwhile)."""
+    for pk, needed in candidates.values_list("pk", "skills")[:window]:
+        if set(needed or ()) <= skills:
+            return pk
+    return None
 
 
 @transaction.atomic
@@ -268,6 +303,8 @@ def comparison_submit(
         time_spent_ms=data.time_spent_ms,
         client_token=client_token,
     )
+    if task.overlap_target > 1 or task.kind == TaskKind.GOLD:  # nothing to tally alone
+        quality.label_recorded(comparison)
     return comparison
 
 
@@ -307,7 +344,9 @@ def label_slot_claim(assignment: Assignment, reviewer, now: datetime) -> Assignm
 
 def guideline_in_force(task_kind: str) -> GuidelineVersion | None:
     """The published guideline for the task's kind, else the general one."""
-    published = GuidelineVersion.objects.filter(status=VersionStatus.PUBLISHED)
+    published = GuidelineVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related(
+        "guideline"
+    )
     return (
         published.filter(guideline__task_kind=task_kind).first()
         or published.filter(guideline__task_kind="").first()

@@ -123,3 +123,20 @@ def _feature_matrix_by_chunks(dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 def catalog_generation() -> int:
     return CatalogGeneration.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
+
+
+# An item's primary key and external id never change (imports upsert by external id and
+# keep the key; keys are never reused), so the mapping can be cached for the process.
+_EXTERNAL_IDS: dict[int, str] = {}
+_EXTERNAL_IDS_LIMIT = 500_000
+
+
+def item_external_ids(pks) -> dict[int, str]:
+    """External ids of items by primary key (missing items are left out)."""
+    wanted = set(pks)
+    missing = [pk for pk in wanted if pk not in _EXTERNAL_IDS]
+    if missing:
+        if len(_EXTERNAL_IDS) + len(missing) > _EXTERNAL_IDS_LIMIT:
+            _EXTERNAL_IDS.clear()
+        _EXTERNAL_IDS.update(Item.objects.filter(pk__in=missing).values_list("pk", "external_id"))
+    return {pk: _EXTERNAL_IDS[pk] for pk in wanted if pk in _EXTERNAL_IDS}

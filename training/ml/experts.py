@@ -1,0 +1,268 @@
+"""Simulated experts: pairs of slates judged per criterion by a known noisy model, so that a
+reward model's accuracy can be compared with the best accuracy any model could reach.
+
+Method: labels are drawn from the Davidson (1970) extension of the Bradley–Terry model to
+ties ("On extending the Bradley-Terry model to accommodate ties in paired comparison
+experiments", JASA 65), applied to the simulator's TRUE per-criterion utilities
+(``Simulator.slate_utilities``) divided by a per-criterion temperature τ_c:
+
+    Δ = (u_c(A) − u_c(B)) / τ_c
+    P(A) = e^{Δ/2} / Z,   P(B) = e^{−Δ/2} / Z,   P(tie) = ν / Z,   Z = e^{Δ/2} + e^{−Δ/2} + ν
+
+(the same as e^{u_a} / (e^{u_a} + e^{u_b} + ν e^{(u_a+u_b)/2}) after dividing by
+e^{(u_a+u_b)/2}). One comparison is judged on every criterion, independently.
+
+Bayes-optimal accuracy. Accuracy is measured on the non-tie labels: a predictor names A or
+B, and is right when the expert chose that side. Whatever a predictor knows, on a pair its
+expected number of correct answers is P(side it names) ≤ max(P(A), P(B)); the predictor that
+knows the true utilities names the side of higher utility and reaches the bound. Over a set
+of pairs i and criteria c we define
+
+    bayes_optimal_accuracy = Σ_{i,c} max(P_ic(A), P_ic(B)) / Σ_{i,c} (P_ic(A) + P_ic(B)),
+
+the expected number of correct answers over the expected number of non-tie labels: the
+value the realized accuracy of the optimal predictor converges to as the set grows (exact
+from the probabilities, no sampling). ``expected_accuracy`` gives the same figure for any
+predictor, so a model can be compared with the optimum without label noise too.
+
+Pairs. Contexts are simulator states after 0..session_steps steps of the logging policy
+(history, fatigue, clicks). For each context, pairs of slates of three kinds are drawn: two
+logging-policy slates; two perturbations of the greedy (one-step optimal) slate, each with
+one or two positions replaced by random items; a uniformly random slate against a logging
+slate. Sides are shuffled. The default temperatures put the Bayes-optimal accuracy of each
+criterion near 0.8 on this mix ("moderate noise"; see ``test_experts.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from training.ml import features as F
+from training.ml.simulator import LoggingPolicy, Simulator, UserState, position_weights, sigmoid
+
+CRITERIA = ("relevance", "safety", "diversity", "overall")
+OUTCOME_A, OUTCOME_B, OUTCOME_TIE = 0, 1, 2
+NO_LABEL = -1
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    criteria: tuple[str, ...] = CRITERIA  # judged criteria: keys of Simulator.slate_utilities
+    temperatures: tuple[float, ...] = (0.2, 0.5, 0.15, 0.5)  # τ_c per criterion
+    nu: float = 0.5  # Davidson tie parameter ν (P(tie) = 0.2 between equal slates)
+    session_steps: int = 10  # contexts are states after 0..session_steps logged steps
+    pairs_per_context: int = 4  # pairs drawn per context
+    mix: tuple[float, float, float] = (0.4, 0.3, 0.3)  # logged, greedy-perturbed, random
+
+
+@dataclass(frozen=True, eq=False)
+class PairSet:
+    """n judged pairs. Row i compares slates_a[i] with slates_b[i] in states[context[i]]."""
+
+    criteria: tuple[str, ...]
+    states: tuple[UserState, ...]  # the contexts
+    context: np.ndarray  # int[n], index into states
+    slates_a: np.ndarray  # int[n, k]
+    slates_b: np.ndarray  # int[n, k]
+    utilities_a: np.ndarray  # float[n, C], true utilities of A
+    utilities_b: np.ndarray  # float[n, C]
+    probabilities: np.ndarray  # float[n, C, 3], true P(A), P(B), P(tie)
+    outcomes: np.ndarray  # int8[n, C], 0 A, 1 B, 2 tie
+
+    def __len__(self) -> int:
+        return len(self.context)
+
+    def take(self, rows) -> PairSet:
+        rows = np.asarray(rows)
+        return PairSet(
+            self.criteria,
+            self.states,
+            self.context[rows],
+            self.slates_a[rows],
+            self.slates_b[rows],
+            self.utilities_a[rows],
+            self.utilities_b[rows],
+            self.probabilities[rows],
+            self.outcomes[rows],
+        )
+
+
+# --- the noise model -------------------------------------------------------------------------
+
+
+def davidson_probabilities(delta: np.ndarray, nu: float) -> np.ndarray:
+    """float[..., 3]: P(A), P(B), P(tie) for utility differences Δ = u_a − u_b (Davidson)."""
+    logits = np.stack(
+        [delta / 2, -delta / 2, np.full_like(delta, np.log(nu), dtype=float)], axis=-1
+    )
+    logits -= logits.max(axis=-1, keepdims=True)
+    weights = np.exp(logits)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def sample_outcomes(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """int8[...]: one categorical draw per row of ``probabilities`` (float[..., 3])."""
+    cumulative = probabilities.cumsum(axis=-1)
+    draws = rng.random(probabilities.shape[:-1])[..., None]
+    return np.minimum((draws > cumulative).sum(axis=-1), 2).astype(np.int8)
+
+
+def bayes_optimal_accuracy(probabilities: np.ndarray) -> float:
+    """Σ max(P(A), P(B)) / Σ (P(A) + P(B)) over all pairs and criteria (module docstring)."""
+    p_a, p_b = probabilities[..., 0], probabilities[..., 1]
+    return float(np.maximum(p_a, p_b).sum() / (p_a + p_b).sum())
+
+
+def expected_accuracy(probabilities: np.ndarray, names_a: np.ndarray) -> float:
+    """A predictor's expected accuracy on non-tie labels under the true model: Σ P(named side)
+    / Σ (P(A) + P(B)); ``names_a`` bool[n, C] is True where it names A."""
+    p_a, p_b = probabilities[..., 0], probabilities[..., 1]
+    return float(np.where(names_a, p_a, p_b).sum() / (p_a + p_b).sum())
+
+
+# --- true utilities --------------------------------------------------------------------------
+
+
+def true_utilities(sim: Simulator, state: UserState, slates: np.ndarray) -> np.ndarray:
+    """float[b, 4] (relevance, safety, diversity, overall) of full slates int[b, k] in one
+    state: ``Simulator.slate_utilities`` vectorized over slates (tests hold them equal)."""
+    weights = position_weights(slates.shape[1])
+    relevance = sigmoid(sim.click_logits(state)[slates]) @ weights
+    safety = -(sim.harm(state.user)[slates] @ weights)
+    primary = np.sort(sim.world.item_primary_topic[slates], axis=1)
+    distinct = 1 + (primary[:, 1:] != primary[:, :-1]).sum(axis=1)
+    diversity = distinct / slates.shape[1]
+    overall = relevance + sim.config.harm_weight * safety + 0.5 * diversity
+    return np.stack([relevance, safety, diversity, overall], axis=1)
+
+
+# --- contexts and slates ---------------------------------------------------------------------
+
+
+def sample_contexts(
+    sim: Simulator, n: int, rng: np.random.Generator, session_steps: int
+) -> list[UserState]:
+    """n states: a random user's session after 0..session_steps logging-policy steps (a step
+    after which the user left is not taken: contexts are states of live sessions)."""
+    policy = LoggingPolicy(sim)
+    users = rng.integers(0, sim.world.n_users, size=n)
+    states = [sim.initial_state(int(user), rng) for user in users]
+    steps = rng.integers(0, session_steps + 1, size=n)
+    for t in range(session_steps):
+        running = np.flatnonzero(steps > t)
+        if len(running) == 0:
+            break
+        slates, _ = policy.sample(users[running], sim.config.slate_size, rng)
+        for row, slate in zip(running, slates, strict=True):
+            result = sim.step(states[row], slate, rng)
+            if result.state.left:
+                steps[row] = t  # the session ends here; keep the last live state
+            else:
+                states[row] = result.state
+    return states
+
+
+def random_slates(n_items: int, b: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """int[b, k]: uniformly random slates of distinct items."""
+    slates = rng.integers(0, n_items, size=(b, k))
+    for position in range(1, k):
+        clash = (slates[:, :position] == slates[:, position : position + 1]).any(axis=1)
+        while clash.any():
+            slates[clash, position] = rng.integers(0, n_items, size=int(clash.sum()))
+            clash = (slates[:, :position] == slates[:, position : position + 1]).any(axis=1)
+    return slates
+
+
+def perturbed_slates(slates: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    """``slates`` with one or two random positions each replaced by an item not shown."""
+    slates = slates.copy()
+    b, k = slates.shape
+    n_swaps = rng.integers(1, 3, size=b)
+    positions = rng.random((b, k)).argsort(axis=1)
+    for swap in range(2):
+        rows = np.flatnonzero(n_swaps > swap)
+        items = rng.integers(0, n_items, size=len(rows))
+        clash = (slates[rows] == items[:, None]).any(axis=1)
+        while clash.any():
+            items[clash] = rng.integers(0, n_items, size=int(clash.sum()))
+            clash = (slates[rows] == items[:, None]).any(axis=1)
+        slates[rows, positions[rows, swap]] = items
+    return slates
+
+
+def _logged_slates(policy, users: np.ndarray, k: int, rng, chunk: int = 4096) -> np.ndarray:
+    parts = [policy.sample(users[i : i + chunk], k, rng)[0] for i in range(0, len(users), chunk)]
+    return np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
+
+
+def _slate_pairs(sim, states, context, kinds, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Slates A and B for every pair, by kind: 0 two logging-policy slates; 1 two
+    perturbations of the one-step optimum; 2 a uniformly random slate and a logged one."""
+    k, n_items = sim.config.slate_size, sim.world.n_items
+    policy = LoggingPolicy(sim)
+    users = np.array([states[c].user for c in context], dtype=np.int64)
+    slates_a = _logged_slates(policy, users, k, rng)
+    slates_b = _logged_slates(policy, users, k, rng)
+    greedy_rows = np.flatnonzero(kinds == 1)
+    greedy = {c: sim.greedy_slate(states[c]) for c in np.unique(context[greedy_rows])}
+    optimum = np.stack([greedy[c] for c in context[greedy_rows]]).reshape(-1, k)
+    slates_a[greedy_rows] = perturbed_slates(optimum, n_items, rng)
+    slates_b[greedy_rows] = perturbed_slates(optimum, n_items, rng)
+    random_rows = np.flatnonzero(kinds == 2)
+    slates_a[random_rows] = random_slates(n_items, len(random_rows), k, rng)
+    return slates_a, slates_b
+
+
+def sample_pairs(
+    sim: Simulator, n: int, rng: np.random.Generator, config: ExpertConfig | None = None
+) -> PairSet:
+    """n pairs with their true probabilities and one sampled expert judgment each."""
+    config = config or ExpertConfig()
+    columns = [CRITERIA.index(name) for name in config.criteria]
+    n_contexts = -(-n // config.pairs_per_context)
+    states = sample_contexts(sim, n_contexts, rng, config.session_steps)
+    context = np.repeat(np.arange(n_contexts), config.pairs_per_context)[:n]
+    kinds = rng.choice(3, size=n, p=np.asarray(config.mix) / sum(config.mix))
+    slates_a, slates_b = _slate_pairs(sim, states, context, kinds, rng)
+    swap = rng.random(n) < 0.5
+    slates_a[swap], slates_b[swap] = slates_b[swap], slates_a[swap]
+
+    utilities_a = np.empty((n, len(columns)))
+    utilities_b = np.empty((n, len(columns)))
+    starts = np.searchsorted(context, np.arange(n_contexts + 1))
+    for c in range(n_contexts):
+        rows = slice(starts[c], starts[c + 1])
+        utilities_a[rows] = true_utilities(sim, states[c], slates_a[rows])[:, columns]
+        utilities_b[rows] = true_utilities(sim, states[c], slates_b[rows])[:, columns]
+    delta = (utilities_a - utilities_b) / np.asarray(config.temperatures)
+    probabilities = davidson_probabilities(delta, config.nu)
+    return PairSet(
+        criteria=tuple(config.criteria),
+        states=tuple(states),
+        context=context,
+        slates_a=slates_a,
+        slates_b=slates_b,
+        utilities_a=utilities_a,
+        utilities_b=utilities_b,
+        probabilities=probabilities,
+        outcomes=sample_outcomes(probabilities, rng),
+    )
+
+
+# --- features ----------------------------------------------------------------------------------
+
+
+class Featurizer:
+    """Feature rows for PairSets of one simulator (the catalog tables are built once)."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+        self.schema = F.schema_for_simulator(sim)
+        self.catalog = F.catalog_from_simulator(sim)
+
+    def __call__(self, pairs: PairSet) -> tuple[torch.Tensor, torch.Tensor]:
+        contexts = F.contexts_from_simulator(self.sim, pairs.states).take(pairs.context)
+        return F.pair_features(self.schema, self.catalog, contexts, pairs.slates_a, pairs.slates_b)
