@@ -74,6 +74,8 @@ class QueueTask(models.Model):
     source_task = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="derived_tasks"
     )
+    # Why a person made it, e.g. "re-review: general v3 changed safety".
+    note = models.CharField(max_length=200, blank=True)
     overlap_target = models.PositiveSmallIntegerField(default=1)
     labels_count = models.PositiveSmallIntegerField(default=0)
     leased_count = models.PositiveSmallIntegerField(default=0)

@@ -10,6 +10,7 @@ core.db.increment), so concurrent submissions never lose an update.
 import time
 from datetime import UTC, datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -33,6 +34,7 @@ from annotation.models import (
 )
 from core.db import increment
 from governance.audit import audit_record, snapshot
+from governance.models import GuidelineVersion
 
 SENIOR_SKILL = "senior"
 # Priority points per reason: flags first, then high stakes, then model uncertainty, then
@@ -268,3 +270,40 @@ def reviewer_flag_clear(*, actor, user) -> None:
     profile.flagged_at, profile.flag_reason = None, ""
     profile.save(update_fields=["flagged_at", "flag_reason"])
     audit_record(actor=actor, action="user.flag_clear", target=user, before=before, after={})
+
+
+@transaction.atomic
+def labels_requeue_for_guideline(*, actor, version) -> int:
+    """After a guideline version that changes the meaning of some criteria, ask again
+    (one re-review task per labeled task) the comparisons made under earlier versions."""
+    criteria = sorted(version.affects_criteria.values_list("slug", flat=True))
+    if not criteria:
+        raise ValidationError("this version marks no criteria as affected: nothing to re-queue")
+    note = f"re-review: {version.guideline.slug} v{version.number} changed {', '.join(criteria)}"
+    earlier = GuidelineVersion.objects.filter(
+        guideline=version.guideline, number__lt=version.number
+    )
+    tasks = (
+        QueueTask.objects.filter(
+            pk__in=Comparison.objects.filter(
+                guideline_version__in=earlier, task__isnull=False
+            ).values("task_id")
+        )
+        .exclude(derived_tasks__note=note)
+        .exclude(kind__in=[TaskKind.GOLD, TaskKind.ADJUDICATE])
+    )
+    now = timezone.now()
+    created = QueueTask.objects.bulk_create(
+        QueueTask(
+            kind=TaskKind.COMPARE, reason=TaskReason.MANUAL, audience=task.audience,
+            skills=task.skills, context_id=task.context_id, slate_a=task.slate_a,
+            slate_b=task.slate_b, source_task=task, note=note, overlap_target=1,
+            priority=task_priority(TaskReason.MANUAL, created=now),
+        )
+        for task in tasks
+    )  # fmt: skip
+    audit_record(
+        actor=actor, action="labels.requeue", target=version,
+        after={"tasks": len(created), "criteria": criteria},
+    )  # fmt: skip
+    return len(created)

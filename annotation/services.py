@@ -30,6 +30,7 @@ from annotation.models import (
     ReviewerProfile,
     TaskAudience,
     TaskKind,
+    TaskResolution,
     TaskStatus,
 )
 from governance.audit import audit_record, snapshot
@@ -427,3 +428,34 @@ def labels_lock(*, actor, comparisons=(), demonstrations=()) -> int:
             )  # fmt: skip
         locked += len(pks)
     return locked
+
+
+# --- adjudication --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def adjudication_submit(
+    *, reviewer, assignment: Assignment, judgments: dict[str, str], rationale: str, now: datetime
+) -> TaskResolution:
+    """A senior reviewer's decision on a task the labelers disagreed on: it becomes the
+    task's resolved label, with its rationale."""
+    assignment = label_slot_claim(assignment, reviewer, now)
+    task = assignment.task
+    if task.kind != TaskKind.ADJUDICATE or task.source_task_id is None:
+        raise ValidationError({"task": "this lease is not of an adjudication task"})
+    criteria = set(Criterion.objects.filter(active=True).values_list("slug", flat=True))
+    problems = {}
+    if set(judgments) != criteria or any(v not in Judgment.values for v in judgments.values()):
+        problems["judgments"] = f"decide every criterion ({', '.join(sorted(criteria))})"
+    if not rationale.strip():
+        problems["rationale"] = "say why: the decision becomes the accepted label"
+    if problems:
+        raise ValidationError(problems)
+    resolution, _ = TaskResolution.objects.update_or_create(
+        task_id=task.source_task_id,
+        defaults={
+            "judgments": judgments, "source": TaskResolution.Source.ADJUDICATION,
+            "rationale": rationale.strip(), "adjudicator": reviewer,
+        },
+    )  # fmt: skip
+    return resolution

@@ -19,6 +19,7 @@ urlpatterns = [
     path("catalog/", include("catalog.urls")),
     path("governance/", include("governance.urls")),
     path("label/", include("annotation.urls")),
+    path("quality/", include("annotation.quality_urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),

@@ -36,6 +36,14 @@ class Audience:
     roles: frozenset[Role] | None
     public: bool = False
 
+    def __or__(self, other: "Audience") -> "Audience":
+        """Either audience: the union of their roles."""
+        if self.public or other.public:
+            return PUBLIC
+        if self.roles is None or other.roles is None:
+            return ANY_USER
+        return Audience(f"{self.name} or {other.name}", self.roles | other.roles)
+
     def admits(self, user) -> bool:
         if self.public:
             return True

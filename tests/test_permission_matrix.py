@@ -102,6 +102,11 @@ def world(db):
             confidence=3, client_token=uuid.uuid4(), **slates,
         ).pk  # fmt: skip
 
+    def a_task(user) -> int:
+        return QueueTask.objects.create(
+            kind=TaskKind.COMPARE, reason=TaskReason.MANUAL, context=context, **slates
+        ).pk
+
     def owned_demonstration(user) -> int:
         return Demonstration.objects.create(
             reviewer=user, context=context, channel="curation", client_token=uuid.uuid4()
@@ -120,6 +125,8 @@ def world(db):
             "comparison": owned_comparison,
             "draft": owned_draft,
             "demonstration": owned_demonstration,
+            "self": lambda user: user.pk,
+            "task": a_task,
         },
         "slug": {
             "criteria": "safety",
@@ -156,6 +163,7 @@ PK_AREAS = {
     "/items/": "item", "/contexts/": "context", "/tokens/": "token", "/people/": "person",
     "/users/": "person", "/assignments/": "assignment", "/comparisons/": "comparison",
     "/drafts/": "draft", "/demonstrate/context/": "context", "/demonstrations/": "demonstration",
+    "/reviewers/": "self", "/quality/tasks/": "task",
 }  # fmt: skip
 
 

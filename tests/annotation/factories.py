@@ -46,9 +46,6 @@ def small_catalog(n_items: int = 6) -> tuple[UserContext, list[Item]]:
 def compare_tasks(context: UserContext, items: list[Item], count: int, **fields) -> list[QueueTask]:
     a = [i.pk for i in items[:3]]
     b = [i.pk for i in items[3:6]]
-    tasks = [
-        QueueTask(kind=TaskKind.COMPARE, reason=TaskReason.AUDIT, context=context, slate_a=a,
-                  slate_b=b, **fields)
-        for _ in range(count)
-    ]  # fmt: skip
+    fields = {"kind": TaskKind.COMPARE, "reason": TaskReason.AUDIT, **fields}
+    tasks = [QueueTask(context=context, slate_a=a, slate_b=b, **fields) for _ in range(count)]
     return QueueTask.objects.bulk_create(tasks, batch_size=5000)

@@ -35,7 +35,7 @@ criterion near 0.8 on this mix ("moderate noise"; see ``test_experts.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ class ExpertConfig:
     criteria: tuple[str, ...] = CRITERIA  # judged criteria: keys of Simulator.slate_utilities
     temperatures: tuple[float, ...] = (0.2, 0.5, 0.15, 0.5)  # τ_c per criterion
     nu: float = 0.5  # Davidson tie parameter ν (P(tie) = 0.2 between equal slates)
-    session_steps: int = 10  # contexts are states after 0..session_steps logged steps
+    earlier_impressions: int = 20  # a context's history holds 0..this many earlier impressions
+    session_steps: int = 10  # and the current session, after 0..session_steps logged steps
     pairs_per_context: int = 4  # pairs drawn per context
     mix: tuple[float, float, float] = (0.4, 0.3, 0.3)  # logged, greedy-perturbed, random
 
@@ -71,6 +72,7 @@ class PairSet:
     utilities_b: np.ndarray  # float[n, C]
     probabilities: np.ndarray  # float[n, C, 3], true P(A), P(B), P(tie)
     outcomes: np.ndarray  # int8[n, C], 0 A, 1 B, 2 tie
+    kinds: np.ndarray  # int[n]: 0 logged, 1 greedy-perturbed, 2 random against logged
 
     def __len__(self) -> int:
         return len(self.context)
@@ -87,6 +89,7 @@ class PairSet:
             self.utilities_b[rows],
             self.probabilities[rows],
             self.outcomes[rows],
+            self.kinds[rows],
         )
 
 
@@ -143,19 +146,27 @@ def true_utilities(sim: Simulator, state: UserState, slates: np.ndarray) -> np.n
 
 
 def sample_contexts(
-    sim: Simulator, n: int, rng: np.random.Generator, session_steps: int
+    sim: Simulator, n: int, rng: np.random.Generator, config: ExpertConfig
 ) -> list[UserState]:
-    """n states: a random user's session after 0..session_steps logging-policy steps (a step
-    after which the user left is not taken: contexts are states of live sessions)."""
+    """n contexts of returning users: a random user whose history holds 0..earlier_impressions
+    earlier logged impressions (the logging policy's slate and the user's simulated clicks,
+    ``Simulator.respond_batch``, as in the interaction log), followed by the current session
+    after 0..session_steps steps of the logging policy (``Simulator.step``: fatigue, hour,
+    history). A step after which the user left is not taken: contexts are live sessions."""
+    k = sim.config.slate_size
     policy = LoggingPolicy(sim)
     users = rng.integers(0, sim.world.n_users, size=n)
-    states = [sim.initial_state(int(user), rng) for user in users]
-    steps = rng.integers(0, session_steps + 1, size=n)
-    for t in range(session_steps):
+    earlier = _earlier_histories(sim, policy, users, config.earlier_impressions, rng)
+    states = [
+        replace(sim.initial_state(int(user), rng), history=history)
+        for user, history in zip(users, earlier, strict=True)
+    ]
+    steps = rng.integers(0, config.session_steps + 1, size=n)
+    for t in range(config.session_steps):
         running = np.flatnonzero(steps > t)
         if len(running) == 0:
             break
-        slates, _ = policy.sample(users[running], sim.config.slate_size, rng)
+        slates = logged_slates(policy, users[running], k, rng)
         for row, slate in zip(running, slates, strict=True):
             result = sim.step(states[row], slate, rng)
             if result.state.left:
@@ -163,6 +174,22 @@ def sample_contexts(
             else:
                 states[row] = result.state
     return states
+
+
+def _earlier_histories(sim, policy, users, most: int, rng) -> list[tuple]:
+    """Per user, 0..most earlier logged impressions as history entries (item, click|view)."""
+    counts = rng.integers(0, most + 1, size=len(users))
+    rows = np.repeat(np.arange(len(users)), counts)
+    slates = logged_slates(policy, users[rows], sim.config.slate_size, rng)
+    fresh = np.zeros((len(rows), len(sim.world.topics)))
+    hours = rng.integers(0, 24, size=len(rows))
+    clicks, _ = sim.respond_batch(users[rows], fresh, hours, slates, rng)
+    entries = [
+        tuple((int(item), "click" if hit else "view") for item, hit in zip(slate, hits, strict=True))
+        for slate, hits in zip(slates, clicks, strict=True)
+    ]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return [sum(entries[starts[i] : starts[i + 1]], ()) for i in range(len(users))]
 
 
 def random_slates(n_items: int, b: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -193,9 +220,24 @@ def perturbed_slates(slates: np.ndarray, n_items: int, rng: np.random.Generator)
     return slates
 
 
-def _logged_slates(policy, users: np.ndarray, k: int, rng, chunk: int = 4096) -> np.ndarray:
-    parts = [policy.sample(users[i : i + chunk], k, rng)[0] for i in range(0, len(users), chunk)]
-    return np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
+def logged_slates(
+    policy: LoggingPolicy, users: np.ndarray, k: int, rng: np.random.Generator, chunk: int = 4096
+) -> np.ndarray:
+    """int[b, k]: slates drawn from the logging policy (``LoggingPolicy.sample`` without the
+    propensities, which pairs do not need: Gumbel top-k on the policy's scores, or with
+    probability ε a uniformly random slate)."""
+    segments = policy.sim.world.user_segment[users]
+    parts = []
+    for start in range(0, len(users), chunk):
+        scores = policy.segment_scores[segments[start : start + chunk]]
+        keys = scores + rng.gumbel(size=scores.shape)
+        top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
+        parts.append(np.take_along_axis(top, order, axis=1))
+    slates = np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
+    uniform = np.flatnonzero(rng.random(len(users)) < policy.epsilon)
+    slates[uniform] = random_slates(policy.sim.world.n_items, len(uniform), k, rng)
+    return slates
 
 
 def _slate_pairs(sim, states, context, kinds, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -204,8 +246,8 @@ def _slate_pairs(sim, states, context, kinds, rng) -> tuple[np.ndarray, np.ndarr
     k, n_items = sim.config.slate_size, sim.world.n_items
     policy = LoggingPolicy(sim)
     users = np.array([states[c].user for c in context], dtype=np.int64)
-    slates_a = _logged_slates(policy, users, k, rng)
-    slates_b = _logged_slates(policy, users, k, rng)
+    slates_a = logged_slates(policy, users, k, rng)
+    slates_b = logged_slates(policy, users, k, rng)
     greedy_rows = np.flatnonzero(kinds == 1)
     greedy = {c: sim.greedy_slate(states[c]) for c in np.unique(context[greedy_rows])}
     optimum = np.stack([greedy[c] for c in context[greedy_rows]]).reshape(-1, k)
@@ -223,7 +265,7 @@ def sample_pairs(
     config = config or ExpertConfig()
     columns = [CRITERIA.index(name) for name in config.criteria]
     n_contexts = -(-n // config.pairs_per_context)
-    states = sample_contexts(sim, n_contexts, rng, config.session_steps)
+    states = sample_contexts(sim, n_contexts, rng, config)
     context = np.repeat(np.arange(n_contexts), config.pairs_per_context)[:n]
     kinds = rng.choice(3, size=n, p=np.asarray(config.mix) / sum(config.mix))
     slates_a, slates_b = _slate_pairs(sim, states, context, kinds, rng)
@@ -249,6 +291,7 @@ def sample_pairs(
         utilities_b=utilities_b,
         probabilities=probabilities,
         outcomes=sample_outcomes(probabilities, rng),
+        kinds=kinds,
     )
 
 

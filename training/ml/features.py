@@ -74,7 +74,7 @@ SITUATION_FIELDS = (
 SENSITIVITY_LEVELS = 4  # 0 none … 3 severe (governance.engine.core.SENSITIVITY_LEVELS)
 N_RATINGS = 3  # all, teen, adult (governance.engine.core.RATINGS)
 ADULT_RATING = 2
-HISTORY_WINDOW = 50  # recent history entries the simulator adapter counts
+HISTORY_WINDOW = 200  # recent history entries the simulator adapter counts
 
 
 def position_weights(k: int) -> np.ndarray:
