@@ -4,8 +4,10 @@ safety reviewers), demonstrations to build, and plain comparisons for the study.
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from annotation.models import QueueTask, TaskAudience, TaskKind, TaskReason
+from annotation.quality import task_priority
 from catalog.models import Item, UserContext
 from training.ml.simulator import LoggingPolicy, Simulator
 
@@ -46,12 +48,17 @@ def _task(n: int, compare: int, study: int, context, slates, minor: bool) -> Que
         reason = TaskReason.STAKES if audience == TaskAudience.SAFETY_REVIEWER else TaskReason.AUDIT
         return QueueTask(
             kind=TaskKind.COMPARE, reason=reason, audience=audience, context=context,
-            slate_a=slates[0], slate_b=slates[1], overlap_target=2, priority=10 if minor else 0,
+            slate_a=slates[0], slate_b=slates[1], overlap_target=2,
+            priority=task_priority(reason, created=timezone.now()),
         )  # fmt: skip
     if n < compare + study:
         return QueueTask(
             kind=TaskKind.COMPARE, reason=TaskReason.AUDIT,
             audience=TaskAudience.STUDY_PARTICIPANT, context=context,
             slate_a=slates[0], slate_b=slates[1], overlap_target=3,
+            priority=task_priority(TaskReason.AUDIT, created=timezone.now()),
         )  # fmt: skip
-    return QueueTask(kind=TaskKind.DEMONSTRATE, reason=TaskReason.MANUAL, context=context)
+    return QueueTask(
+        kind=TaskKind.DEMONSTRATE, reason=TaskReason.MANUAL, context=context,
+        priority=task_priority(TaskReason.MANUAL, created=timezone.now()),
+    )  # fmt: skip

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, JSONField, OuterRef, Q, Value, When
+from django.utils import timezone
 
 from annotation import quality
 from annotation.models import (
@@ -366,16 +367,27 @@ def task_create(
     slate_a: list[int] = (),
     slate_b: list[int] = (),
     audience: str = TaskAudience.LABELER,
-    priority: int = 0,
-    overlap_target: int = 1,
+    overlap_target: int | None = None,
     skills: list[str] = (),
+    urgency: int = 0,
+    now: datetime | None = None,
 ) -> QueueTask:
+    """A new task: its priority comes from its reason and the time (see
+    quality.task_priority), its overlap from the queue settings unless given."""
+    now = now or timezone.now()
+    settings = quality.cached_queue_settings()
+    if overlap_target is None:
+        overlap_target = (
+            settings.overlap_demonstrate
+            if kind == TaskKind.DEMONSTRATE
+            else settings.overlap_compare
+        )
     task = QueueTask(
         kind=kind, reason=reason, context_id=context_id, slate_a=list(slate_a),
-        slate_b=list(slate_b), audience=audience, priority=priority,
-        overlap_target=overlap_target, skills=list(skills),
+        slate_b=list(slate_b), audience=audience, overlap_target=overlap_target,
+        skills=list(skills), priority=quality.task_priority(reason, created=now, extra=urgency),
     )  # fmt: skip
-    task.full_clean(exclude=["context"])
+    task.full_clean(exclude=["context", "source_task"])
     task.save()
     return task
 
