@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from annotation.models import ReviewerProfile
 from governance.roles import Role
 
 ACCOUNTS: list[tuple[str, Role | None]] = [
@@ -51,4 +52,6 @@ def _create_or_reset(username: str, role: Role | None, password: str) -> User:
     user.save()
     if role is not None:
         user.groups.set([Group.objects.get_or_create(name=role.value)[0]])
+    if role == Role.SAFETY_REVIEWER:  # so the demo has someone to adjudicate
+        ReviewerProfile.objects.update_or_create(user=user, defaults={"skills": ["senior"]})
     return user
