@@ -8,7 +8,7 @@ primary key and shown by external id, looked up once per response.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -36,8 +36,7 @@ from catalog.models import Item, UserContext
 from catalog.selectors import item_external_ids
 from core.api import ApiView, FilteredListApi
 from core.api_schema import ERROR_REF
-from governance.models import Criterion
-from governance.selectors import guideline_versions_pending
+from governance.selectors import active_criteria, guideline_versions_pending
 
 MAX_TIME_SPENT_MS = 2**31 - 1  # the column is a 32-bit integer
 
@@ -87,12 +86,27 @@ class ItemRefs(serializers.ListField):
 
 
 def _render(serializer_class, instance, *, many: bool = False) -> dict | list:
-    """Serialize with every item the rows mention shown by its external id."""
+    """Serialize with every item the rows mention shown by its external id. One row of a
+    class with an ``as_dict`` (the output of every label's two calls) is built by it."""
     rows = instance if many else [instance]
-    pks = {pk for row in rows for pk in serializer_class.item_pks(row)}
-    return serializer_class(
-        instance, many=many, context={"external_ids": item_external_ids(pks)}
-    ).data
+    external_ids = item_external_ids({pk for row in rows for pk in serializer_class.item_pks(row)})
+    if not many and hasattr(serializer_class, "as_dict"):
+        return serializer_class.as_dict(instance, external_ids)
+    return serializer_class(instance, many=many, context={"external_ids": external_ids}).data
+
+
+# The serializers define and document the output. For the two calls every label makes,
+# ``as_dict`` builds the same dict directly: DRF constructs a serializer's fields on each
+# call, which costs more CPU than the rest of the request. A test holds them equal.
+_datetime = serializers.DateTimeField()
+
+
+def _time(value) -> str | None:
+    return None if value is None else _datetime.to_representation(value)
+
+
+def _refs(pks: list[int], external_ids: dict) -> list:
+    return [external_ids.get(pk) for pk in pks]
 
 
 # --- assignments ---------------------------------------------------------------------------
@@ -133,7 +147,7 @@ class TaskOut(serializers.ModelSerializer):
     def get_criteria(self, task) -> list[str]:
         if task.displayed_kind != TaskKind.COMPARE:
             return []
-        return list(Criterion.objects.filter(active=True).values_list("slug", flat=True))
+        return [c.slug for c in active_criteria()]
 
 
 class AssignmentOut(serializers.ModelSerializer):
@@ -148,17 +162,41 @@ class AssignmentOut(serializers.ModelSerializer):
     def item_pks(assignment) -> list[int]:
         return [*assignment.task.slate_a, *assignment.task.slate_b]
 
+    @staticmethod
+    def as_dict(assignment, external_ids: dict) -> dict:
+        task, context = assignment.task, assignment.task.context
+        compare = task.displayed_kind == TaskKind.COMPARE
+        return {
+            "id": assignment.id,
+            "state": assignment.state,
+            "left": assignment.left,
+            "leased_at": _time(assignment.leased_at),
+            "expires_at": _time(assignment.expires_at),
+            "task": {
+                "id": task.id,
+                "kind": task.displayed_kind,
+                "reason": task.displayed_reason,
+                "audience": task.audience,
+                "context": {
+                    "external_id": context.external_id,
+                    "segment": context.segment,
+                    "audience": context.audience,
+                    "situation": context.situation,
+                    "history": context.history,
+                },
+                "slate_a": _refs(task.slate_a, external_ids),
+                "slate_b": _refs(task.slate_b, external_ids),
+                "criteria": [c.slug for c in active_criteria()] if compare else [],
+            },
+        }
+
 
 def _own_assignment(user, pk: int) -> Assignment:
     return get_object_or_404(
-        Assignment.objects.select_related("task__context").defer(*CONTEXT_HEAVY),
+        Assignment.objects.select_related("task__context").defer(*services.CONTEXT_HEAVY),
         pk=pk,
         reviewer=user,
     )
-
-
-# What a label's output needs of its context is the external id, not the history.
-CONTEXT_HEAVY = ("task__context__history", "task__context__situation")
 
 
 def _require_guidelines_read(user) -> None:
@@ -206,7 +244,6 @@ class AssignmentNextApi(ApiView):
         )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = Assignment.objects.select_related("task__context").get(pk=assignment.pk)
         return Response(
             _render(AssignmentOut, assignment),
             status=status.HTTP_200_OK if resumed else status.HTTP_201_CREATED,
@@ -309,6 +346,35 @@ class ComparisonOut(LabelOut):
     def item_pks(comparison) -> list[int]:
         return [*comparison.slate_a, *comparison.slate_b]
 
+    @staticmethod
+    def as_dict(comparison, external_ids: dict) -> dict:
+        guideline, policy = comparison.guideline_version, comparison.policy_version
+        return {
+            "id": comparison.id,
+            "task": comparison.task_id,
+            "reviewer": comparison.reviewer.username,
+            "context": comparison.context.external_id,
+            "channel": comparison.channel,
+            "guideline_version": guideline and {
+                "id": guideline.id, "guideline": guideline.guideline.slug,
+                "number": guideline.number,
+            },
+            "policy_version": policy and {
+                "id": policy.id, "policy": policy.policy.slug, "number": policy.number
+            },
+            "rationale": comparison.rationale,
+            "time_spent_ms": comparison.time_spent_ms,
+            "client_token": str(comparison.client_token),
+            "created_at": _time(comparison.created_at),
+            "locked": comparison.locked,
+            "slate_a": _refs(comparison.slate_a, external_ids),
+            "slate_b": _refs(comparison.slate_b, external_ids),
+            "left": comparison.left,
+            "judgments": comparison.judgments,
+            "confidence": comparison.confidence,
+            "reason_tags": comparison.reason_tags,
+        }  # fmt: skip
+
 
 class RejectionOut(serializers.Serializer):
     item = ItemRef()
@@ -351,28 +417,18 @@ def _demonstrations(user):
     return selectors.labels_visible(Demonstration, user=user).prefetch_related("steps")
 
 
-def _stored_by(model, user, client_token):
-    return model.objects.filter(client_token=client_token, reviewer=user).first()
-
-
 def _submit_once(model, user, client_token, submit) -> tuple:
-    """Run a submission: (the new label, 201), or (the first one, 200) when the token was
-    stored already (the service returns the stored label: it predates this request). A
-    retry racing its original past the service's own check (the original not yet
-    committed) is refused as a second label, or trips the unique token: it is answered
-    with the original too."""
-    started = timezone.now()
+    """(the label, 201) when stored now, (the stored one, 200) for a retry; someone else's
+    lease is a 404, any other refusal a 409."""
     try:
-        label = submit()
-    except (services.LabelRefused, IntegrityError) as failure:
-        label = _stored_by(model, user, client_token)
-        if label is None and isinstance(failure, services.LabelRefused):
-            raise _refused(failure) from None
-        if label is None:
-            raise
-        return label, status.HTTP_200_OK
-    retry = label.created_at < started
-    return label, status.HTTP_200_OK if retry else status.HTTP_201_CREATED
+        label, created = services.label_submit_once(
+            model, reviewer=user, client_token=client_token, submit=submit
+        )
+    except services.NotYourLease:
+        raise Http404 from None
+    except services.LabelRefused as refused:
+        raise _refused(refused) from None
+    return label, status.HTTP_201_CREATED if created else status.HTTP_200_OK
 
 
 # --- labels: lists and filters -------------------------------------------------------------
@@ -453,22 +509,17 @@ class ComparisonSubmitApi(ApiView):
         summary="Submit a comparison",
     )
     def post(self, request, pk: int):
-        assignment = _own_assignment(request.user, pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if assignment.task.kind not in services.COMPARED_KINDS:
-            raise serializers.ValidationError(
-                f"this is a lease of a {assignment.task.kind} task: it takes no comparison"
-            )
         values = data.validated_data
         comparison, answer = _submit_once(
             Comparison, request.user, values["client_token"],
             lambda: services.comparison_submit(
-                reviewer=request.user, assignment=assignment, data=self._input(values),
+                # The service reads and locks the lease itself (and checks it is theirs).
+                reviewer=request.user, assignment=Assignment(pk=pk), data=self._input(values),
                 client_token=values["client_token"], now=timezone.now(),
             ),
         )  # fmt: skip
-        comparison.context = assignment.task.context  # already loaded: no query for the output
         return Response(_render(ComparisonOut, comparison), status=answer)
 
     @staticmethod

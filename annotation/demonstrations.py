@@ -29,15 +29,10 @@ from annotation.models import (
     RejectReason,
     TaskKind,
 )
-from annotation.services import (
-    LabelRefused,
-    channel_for,
-    guideline_in_force,
-    label_slot_claim,
-    policy_in_force,
-)
+from annotation.services import LabelRefused, channel_for, label_slot_claim
 from catalog.models import Item, ItemTopic, Topic, UserContext
 from governance.policy_engine import catalog_index, compile_version, engine_context
+from governance.selectors import guideline_in_force, policy_version_in_force
 from training.ml.simulator import SimConfig, fatigue_after, fatigue_summary
 
 MAX_SLATE = 20
@@ -237,7 +232,7 @@ def _shown(step: dict) -> list[int]:
 
 
 def _hard_violations(context: UserContext, chosen: list[int]) -> list[str]:
-    version = policy_in_force()
+    version = policy_version_in_force()
     if version is None or not chosen:
         return []
     index = catalog_index()
@@ -285,7 +280,7 @@ def demonstration_submit(
         context=draft.context,
         channel=channel_for(task) if task else Channel.CURATION,
         guideline_version=guideline_in_force("demonstrate"),
-        policy_version=policy_in_force(),
+        policy_version=policy_version_in_force(),
         rationale=draft.data.get("rationale", "").strip(),
         expected_outcome=draft.data.get("expected_outcome", "").strip(),
         tags=draft.data.get("tags", []),
@@ -345,7 +340,7 @@ def demonstration_submit_steps(
         context=context,
         channel=channel_for(task) if task else Channel.CURATION,
         guideline_version=guideline_in_force(TaskKind.DEMONSTRATE),
-        policy_version=policy_in_force(),
+        policy_version=policy_version_in_force(),
         rationale=rationale.strip(),
         expected_outcome=expected_outcome.strip(),
         tags=list(tags),

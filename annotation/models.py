@@ -157,6 +157,11 @@ class Assignment(models.Model):
                 name="assignment_live_by_expiry",
             ),
             models.Index(fields=["reviewer", "task"], name="assignment_reviewer_task"),
+            # A reviewer's live leases, looked for before every lease.
+            models.Index(
+                fields=["reviewer", "leased_at"], condition=Q(state=AssignmentState.LEASED),
+                name="assignment_live_by_reviewer",
+            ),
         ]  # fmt: skip
 
     def __str__(self) -> str:

@@ -7,7 +7,6 @@ its effect on every tally commit together; tallies are incremented in place (see
 core.db.increment), so concurrent submissions never lose an update.
 """
 
-import time
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
@@ -32,6 +31,7 @@ from annotation.models import (
     TaskResolution,
     TaskStatus,
 )
+from core.cache import ttl_cache
 from core.db import increment
 from governance.audit import audit_record, snapshot
 from governance.models import GuidelineVersion
@@ -60,15 +60,11 @@ def queue_settings() -> QueueSettings:
 # Every lease reads the gold rate: a few seconds' staleness in another process is harmless
 # and saves a query on the hottest path. An update in this process clears it at once.
 SETTINGS_TTL_SECONDS = 5.0
-_cached: dict = {"settings": None, "until": 0.0}
 
 
+@ttl_cache(SETTINGS_TTL_SECONDS)
 def cached_queue_settings() -> QueueSettings:
-    now = time.monotonic()
-    if _cached["settings"] is None or now > _cached["until"]:
-        _cached["settings"] = queue_settings()
-        _cached["until"] = now + SETTINGS_TTL_SECONDS
-    return _cached["settings"]
+    return queue_settings()
 
 
 def gold_rate() -> float:
@@ -240,7 +236,8 @@ def queue_settings_update(*, actor, **values) -> QueueSettings:
         setattr(settings, name, value)
     settings.full_clean()
     settings.save()
-    _cached["settings"] = None
+    cached_queue_settings.clear()
+    transaction.on_commit(cached_queue_settings.clear)
     audit_record(
         actor=actor, action="queue_settings.update", target=settings,
         before=before, after=snapshot(settings),

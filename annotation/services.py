@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Case, Exists, F, JSONField, OuterRef, Q, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from annotation import quality
+from annotation import pg_leases, quality
 from annotation.models import (
     Assignment,
     AssignmentState,
@@ -35,9 +35,9 @@ from annotation.models import (
     TaskStatus,
 )
 from governance.audit import audit_record, snapshot
-from governance.models import Criterion, GuidelineVersion, PolicyVersion, VersionStatus
-from governance.policy_engine import active_version
+from governance.models import Criterion
 from governance.roles import Role, user_roles
+from governance.selectors import active_criteria, guideline_in_force, policy_version_in_force
 
 # Task kinds answered with a comparison (gold tasks are comparisons whose answer is known).
 COMPARED_KINDS = (TaskKind.COMPARE, TaskKind.GOLD)
@@ -47,6 +47,14 @@ HAD_IT = (AssignmentState.LEASED, AssignmentState.SUBMITTED, AssignmentState.REL
 
 class LabelRefused(ValidationError):
     """The label cannot be stored (the task has all its labels, or it is not yours)."""
+
+
+class NotYourLease(LabelRefused):
+    """The lease is someone else's (or does not exist): the API answers 404."""
+
+
+# What a label needs of its task's context is the id and external id, not the history.
+CONTEXT_HEAVY = ("task__context__history", "task__context__situation")
 
 
 def lease_duration() -> timedelta:
@@ -97,35 +105,32 @@ def task_lease_next(
     audiences = task_audiences_for(reviewer) if audiences is None else audiences
     if not audiences:
         return None
-    skills = reviewer_skills(reviewer)
     kinds = list(kinds) if kinds else None
-    task_id = None
+    wanted = []  # (kinds, kinds never) to try in turn
     if (kinds is None or TaskKind.COMPARE in kinds) and random.random() < quality.gold_rate():
-        task_id = _next_task_id(reviewer, audiences, [TaskKind.GOLD], exclude_tasks, skills)
-    if task_id is None:
-        ordinary = [k for k in kinds if k != TaskKind.GOLD] if kinds else None
-        task_id = _next_task_id(reviewer, audiences, ordinary, exclude_tasks, skills, no_gold=True)
-    if task_id is None:
-        return None
-    QueueTask.objects.filter(pk=task_id).update(leased_count=F("leased_count") + 1)
-    return Assignment.objects.create(
-        task_id=task_id,
-        reviewer=reviewer,
-        leased_at=now,
-        expires_at=now + lease_duration(),
-        heartbeat_at=now,
+        wanted.append(([TaskKind.GOLD], []))
+    wanted.append(([k for k in kinds if k != TaskKind.GOLD] if kinds else None, [TaskKind.GOLD]))
+    lease = _lease_postgresql if connection.vendor == "postgresql" else _lease_orm
+    for only, never in wanted:
+        assignment = lease(reviewer, audiences, only, never, list(exclude_tasks), now)
+        if assignment is not None:
+            return assignment
+    return None
+
+
+def _lease_postgresql(reviewer, audiences, kinds, never_kinds, exclude, now) -> Assignment | None:
+    assignment = pg_leases.lease(
+        reviewer_id=reviewer.pk, audiences=audiences, kinds=kinds, never_kinds=never_kinds,
+        exclude=exclude, had_it=HAD_IT, now=now, expires=now + lease_duration(),
         left=random.choice("ab"),
-    )
+    )  # fmt: skip
+    if assignment is not None:
+        assignment.reviewer = reviewer
+    return assignment
 
 
-def reviewer_skills(reviewer) -> list[str]:
-    profile = ReviewerProfile.objects.filter(user=reviewer).values_list("skills", flat=True).first()
-    return list(profile or [])
-
-
-def _next_task_id(
-    reviewer, audiences, kinds, exclude_tasks, skills, *, no_gold: bool = False
-) -> int | None:
+def _lease_orm(reviewer, audiences, kinds, never_kinds, exclude, now) -> Assignment | None:
+    """The lease as three ORM statements (what ``pg_leases.LEASE`` does in one)."""
     had_it = Assignment.objects.filter(task=OuterRef("pk"), reviewer=reviewer, state__in=HAD_IT)
     # Adjudicators and gold takers must not have labeled the task they derive from.
     labeled_source = Comparison.objects.filter(task=OuterRef("source_task"), reviewer=reviewer)
@@ -137,20 +142,29 @@ def _next_task_id(
         )
         .exclude(Exists(had_it))
         .exclude(Exists(labeled_source))
+        .exclude(kind__in=never_kinds)
+        .exclude(pk__in=exclude)
         .order_by("-priority", "id")
     )
     if kinds:
         candidates = candidates.filter(kind__in=kinds)
-    if no_gold:
-        candidates = candidates.exclude(kind=TaskKind.GOLD)
-    if exclude_tasks:
-        candidates = candidates.exclude(pk__in=exclude_tasks)
-    if connection.vendor == "postgresql":
-        # Every skill the task needs must be one the reviewer has (jsonb <@).
-        candidates = candidates.filter(skills__contained_by=Value(skills, JSONField()))
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        return candidates.values_list("pk", flat=True).first()
-    return _first_with_skills(candidates, set(skills))
+    pk = _first_with_skills(candidates, set(reviewer_skills(reviewer)))
+    if pk is None:
+        return None
+    QueueTask.objects.filter(pk=pk).update(leased_count=F("leased_count") + 1)
+    return Assignment.objects.create(
+        task=QueueTask.objects.select_related("context").get(pk=pk),
+        reviewer=reviewer,
+        leased_at=now,
+        expires_at=now + lease_duration(),
+        heartbeat_at=now,
+        left=random.choice("ab"),
+    )
+
+
+def reviewer_skills(reviewer) -> list[str]:
+    profile = ReviewerProfile.objects.filter(user=reviewer).values_list("skills", flat=True).first()
+    return list(profile or [])
 
 
 def _first_with_skills(candidates, skills: set[str], window: int = 200) -> int | None:
@@ -235,7 +249,7 @@ class ComparisonInput:
 
 def comparison_problems(data: ComparisonInput) -> dict[str, str]:
     """What is wrong with a comparison's answers, by field (empty when nothing)."""
-    criteria = {c.slug: c for c in Criterion.objects.filter(active=True)}
+    criteria = {c.slug: c for c in active_criteria()}
     problems = {}
     missing = [slug for slug in criteria if slug not in data.judgments]
     if missing:
@@ -273,13 +287,9 @@ def comparison_submit(
     client_token: uuid.UUID,
     now: datetime,
 ) -> Comparison:
-    """Store a comparison once. A retry with the same client token returns the first
-    one; a lease that expired still counts when its task has a free slot."""
-    stored = Comparison.objects.filter(client_token=client_token).first()
-    if stored is not None:
-        if stored.reviewer_id != reviewer.pk:
-            raise LabelRefused("this submission belongs to someone else")
-        return stored
+    """Store a comparison once; a lease that expired still counts when its task has a
+    free slot. A retry of a stored submission is refused (the lease has its label, or the
+    client token is taken): callers answer it with ``label_by_token``."""
     problems = comparison_problems(data)
     if problems:
         raise ValidationError(problems)
@@ -291,10 +301,10 @@ def comparison_submit(
         task=task,
         assignment=assignment,
         reviewer=reviewer,
-        context_id=task.context_id,
+        context=task.context,
         channel=channel_for(task),
         guideline_version=guideline_in_force(task.kind),
-        policy_version=policy_in_force(),
+        policy_version=policy_version_in_force(),
         slate_a=task.slate_a,
         slate_b=task.slate_b,
         left=assignment.left,
@@ -310,13 +320,47 @@ def comparison_submit(
     return comparison
 
 
+def label_submit_once(model, *, reviewer, client_token, submit) -> tuple:
+    """Run ``submit`` (a label service) so that a client token stores one label: returns
+    (the label, True) when this call stored it, (the stored one, False) for a retry. A
+    retry is refused by the service (its lease has its label, or the unique token trips,
+    when it raced the original): the stored label answers it instead."""
+    started = timezone.now()
+    try:
+        label = submit()
+    except NotYourLease:
+        raise
+    except (LabelRefused, IntegrityError) as failure:
+        label = model.objects.filter(client_token=client_token, reviewer=reviewer).first()
+        if label is not None:
+            return label, False
+        if isinstance(failure, IntegrityError):
+            raise LabelRefused("this client token belongs to another submission") from None
+        raise
+    return label, label.created_at >= started  # a service may return a stored label
+
+
 def label_slot_claim(assignment: Assignment, reviewer, now: datetime) -> Assignment:
     """Turn the reviewer's lease into a label slot, or take a free slot for a lease that
     expired or was released; refuse when the task has all its labels. The task is marked
     done by the same UPDATE that counts its last label."""
-    assignment = Assignment.objects.select_for_update().select_related("task").get(pk=assignment.pk)
-    if assignment.reviewer_id != reviewer.pk:
-        raise LabelRefused("this task is not yours")
+    if connection.vendor == "postgresql":  # the common case, a live lease, in one statement
+        claimed = pg_leases.claim_leased(
+            assignment_id=assignment.pk, reviewer_id=reviewer.pk, now=now
+        )
+        if claimed is not None:
+            claimed.reviewer = reviewer
+            return claimed
+    claimed = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("task__context")
+        .defer(*CONTEXT_HEAVY)
+        .filter(pk=assignment.pk, reviewer=reviewer)
+        .first()
+    )
+    if claimed is None:
+        raise NotYourLease("this task is not yours")
+    assignment = claimed
     if assignment.state == AssignmentState.SUBMITTED:
         raise LabelRefused("you have already labeled this task")
     counted = QueueTask.objects.filter(pk=assignment.task_id)
@@ -342,21 +386,6 @@ def label_slot_claim(assignment: Assignment, reviewer, now: datetime) -> Assignm
     assignment.ended_at = now
     assignment.save(update_fields=["state", "ended_at"])
     return assignment
-
-
-def guideline_in_force(task_kind: str) -> GuidelineVersion | None:
-    """The published guideline for the task's kind, else the general one."""
-    published = GuidelineVersion.objects.filter(status=VersionStatus.PUBLISHED).select_related(
-        "guideline"
-    )
-    return (
-        published.filter(guideline__task_kind=task_kind).first()
-        or published.filter(guideline__task_kind="").first()
-    )
-
-
-def policy_in_force() -> PolicyVersion | None:
-    return active_version()
 
 
 def task_create(
@@ -455,7 +484,7 @@ def adjudication_submit(
     task = assignment.task
     if task.kind != TaskKind.ADJUDICATE or task.source_task_id is None:
         raise ValidationError({"task": "this lease is not of an adjudication task"})
-    criteria = set(Criterion.objects.filter(active=True).values_list("slug", flat=True))
+    criteria = {c.slug for c in active_criteria()}
     problems = {}
     if set(judgments) != criteria or any(v not in Judgment.values for v in judgments.values()):
         problems["judgments"] = f"decide every criterion ({', '.join(sorted(criteria))})"

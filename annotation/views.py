@@ -20,7 +20,7 @@ from core.web import add_errors
 from governance.access import access
 from governance.models import Criterion
 from governance.roles import Role, user_roles
-from governance.selectors import guideline_versions_pending
+from governance.selectors import active_criteria, guideline_versions_pending
 
 CARD_TEMPLATE = "annotation/compare.html#card"
 STUDY_CARD_TEMPLATE = "annotation/study.html#card"
@@ -102,7 +102,7 @@ def compare_submit(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _own_assignment(request, pk)
     study = assignment.task.audience == TaskAudience.STUDY_PARTICIPANT
     template = STUDY_CARD_TEMPLATE if study else CARD_TEMPLATE
-    criteria = list(Criterion.objects.filter(active=True))
+    criteria = active_criteria()
     form = ComparisonForm(request.POST, criteria=criteria)
     if form.is_valid():
         data = services.ComparisonInput(
@@ -112,10 +112,14 @@ def compare_submit(request: HttpRequest, pk: int) -> HttpResponse:
             reason_tags=tuple(form.cleaned_data["reason_tags"]),
             time_spent_ms=form.cleaned_data["time_spent_ms"] or 0,
         )
+        token = form.cleaned_data["client_token"]
         try:
-            services.comparison_submit(
-                reviewer=request.user, assignment=assignment, data=data,
-                client_token=form.cleaned_data["client_token"], now=timezone.now(),
+            services.label_submit_once(
+                Comparison, reviewer=request.user, client_token=token,
+                submit=lambda: services.comparison_submit(
+                    reviewer=request.user, assignment=assignment, data=data,
+                    client_token=token, now=timezone.now(),
+                ),
             )  # fmt: skip
         except ValidationError as error:
             add_errors(form, error)

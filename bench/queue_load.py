@@ -81,7 +81,7 @@ def seed(tasks: int, reviewers: int) -> list[str]:
 def _copy_tasks(connection, count: int, items, contexts, rng) -> None:
     columns = (
         "kind, reason, status, audience, skills, context_id, slate_a, slate_b, priority, "
-        "overlap_target, labels_count, leased_count, created_at"
+        "overlap_target, labels_count, leased_count, created_at, note"
     )
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY annotation_queuetask ({columns}) FROM STDIN") as copy:
@@ -96,7 +96,7 @@ def _copy_tasks(connection, count: int, items, contexts, rng) -> None:
                     b = json.dumps(slates[row, 5:].tolist())
                     buffer.write(
                         f"compare\taudit\topen\tlabeler\t[]\t{chosen[row]}\t{a}\t{b}\t"
-                        f"{priorities[row]}\t1\t0\t0\t2026-12-01T00:00:00+00:00\n"
+                        f"{priorities[row]}\t1\t0\t0\t2026-12-01T00:00:00+00:00\t\n"
                     )
                 copy.write(buffer.getvalue())
 

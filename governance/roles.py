@@ -28,13 +28,18 @@ def user_roles(user: "AbstractBaseUser | AnonymousUser") -> frozenset[Role]:
         return frozenset()
     cached = getattr(user, "_shepherd_roles", None)
     if cached is None:
-        if user.is_superuser:
-            cached = frozenset(Role)
-        else:
-            names = set(user.groups.values_list("name", flat=True))
-            cached = frozenset(role for role in Role if role.value in names)
-        user._shepherd_roles = cached
+        names = () if user.is_superuser else user.groups.values_list("name", flat=True)
+        cached = remember_roles(user, names)
     return cached
+
+
+def remember_roles(user: "AbstractBaseUser", group_names) -> frozenset[Role]:
+    """Cache the roles of ``user`` given its group names (for a caller that fetched them
+    along with the user, saving the query)."""
+    names = set(group_names)
+    roles = frozenset(Role) if user.is_superuser else frozenset(r for r in Role if r in names)
+    user._shepherd_roles = roles
+    return roles
 
 
 def has_any_role(user: "AbstractBaseUser | AnonymousUser", roles: frozenset[Role]) -> bool:

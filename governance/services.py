@@ -25,6 +25,7 @@ from governance.models import (
 )
 from governance.roles import Role, user_roles
 from governance.rules import validate_rules
+from governance.selectors import forget_in_force
 
 # Slugs a page under /governance/guidelines/ would shadow.
 RESERVED_GUIDELINE_SLUGS = frozenset({"pending"})
@@ -38,6 +39,13 @@ class ImmutableVersion(ValidationError):
 # --- criteria --------------------------------------------------------------------------
 
 
+def _in_force_changed() -> None:
+    """What is in force changed: drop the cached reads now (this process) and again once
+    the transaction commits (so a read between now and then cannot leave a stale value)."""
+    forget_in_force()
+    transaction.on_commit(forget_in_force)
+
+
 @transaction.atomic
 def criterion_create(*, actor: User, slug: str, **values: Any) -> Criterion:
     position = (Criterion.objects.aggregate(top=Max("position"))["top"] or 0) + 1
@@ -47,6 +55,7 @@ def criterion_create(*, actor: User, slug: str, **values: Any) -> Criterion:
     audit_record(
         actor=actor, action="criterion.create", target=criterion, after=snapshot(criterion)
     )
+    _in_force_changed()
     return criterion
 
 
@@ -62,6 +71,7 @@ def criterion_update(*, actor: User, criterion: Criterion, **values: Any) -> Cri
         actor=actor, action="criterion.update", target=criterion,
         before=before, after=snapshot(criterion),
     )  # fmt: skip
+    _in_force_changed()
     return criterion
 
 
@@ -152,6 +162,7 @@ def policy_version_publish(*, actor: User, version: PolicyVersion) -> PolicyVers
     version.published_by = actor
     version.published_at = now
     version.save(update_fields=["status", "published_by", "published_at"])
+    _in_force_changed()
     audit_record(
         actor=actor, action="policy_version.publish", target=version,
         before={**before, "replaces": replaced.pk if replaced else None},
@@ -275,6 +286,7 @@ def guideline_version_publish(*, actor: User, version: GuidelineVersion) -> Guid
     version.status = VersionStatus.PUBLISHED
     version.published_at = now
     version.save(update_fields=["status", "published_at"])
+    _in_force_changed()
     audit_record(
         actor=actor, action="guideline_version.publish", target=version,
         before={**before, "replaces": replaced.pk if replaced else None},

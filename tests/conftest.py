@@ -49,3 +49,14 @@ def policy_admin(db) -> "User":
 def outsider(db) -> "User":
     """Logged in, but holds no role."""
     return make_user("outsider")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test starts with nothing cached from the one before it (what is in force,
+    queue settings): a test's database is new, its process-wide caches are not."""
+    from core.cache import clear_all
+
+    clear_all()
+    yield
+    clear_all()

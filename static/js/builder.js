@@ -17,7 +17,8 @@
   const items = JSON.parse(document.getElementById("draft-items").textContent);
   let historyTitles = JSON.parse(document.getElementById("history-titles").textContent);
   let dirty = false;
-  let saving = false;
+  let inFlight = null; // the save on the wire, if any
+  let edits = 0; // changes made so far: a save is complete only if none came after it
   let saveTimer = null;
   let selected = -1; // the highlighted candidate
   let touched = null; // the slate item [ and ] move
@@ -76,6 +77,7 @@
 
   function changed() {
     dirty = true;
+    edits += 1;
     remember();
     render();
     scheduleSave(SAVE_DELAY_MS);
@@ -87,15 +89,18 @@
   }
 
   function save() {
-    if (saving || !dirty) return Promise.resolve(true);
-    saving = true;
+    // One save at a time: a second waits for the first (whose answer carries the revision
+    // it must send), then sends whatever changed meanwhile.
+    if (inFlight) return inFlight.then(() => save());
+    if (!dirty) return Promise.resolve(true);
     status("Saving…");
-    return post(root.dataset.saveUrl, { data, revision })
+    const sentEdits = edits;
+    inFlight = post(root.dataset.saveUrl, { data, revision })
       .then(({ ok, status: code, json }) => {
         if (ok) {
           revision = json.revision;
-          dirty = false;
-          status("All changes saved.");
+          dirty = edits !== sentEdits; // changed while on the wire: the scheduled save sends it
+          status(dirty ? "Saving…" : "All changes saved.");
         } else if (code === 409) {
           status(json.error, true);
         } else {
@@ -109,7 +114,8 @@
         scheduleSave(RETRY_MS);
         return false;
       })
-      .finally(() => { saving = false; });
+      .finally(() => { inFlight = null; });
+    return inFlight;
   }
 
   // --- rendering ------------------------------------------------------------------------

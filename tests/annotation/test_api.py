@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from annotation import apis, services
+from annotation import apis, quality, services
 from annotation.models import (
     Assignment,
     AssignmentState,
@@ -150,6 +150,44 @@ def test_a_task_is_taken_kept_alive_and_labeled(curator, catalog):
     assert comparison["reason_tags"] == ["too-samey"]
     task.refresh_from_db()
     assert (task.status, task.labels_count, task.leased_count) == (TaskStatus.DONE, 1, 0)
+
+
+@pytest.mark.parametrize("kind", [TaskKind.COMPARE, TaskKind.GOLD, TaskKind.DEMONSTRATE])
+def test_the_fast_output_of_a_lease_is_the_serializers_output(curator, policy_admin, catalog, kind):
+    context, items = catalog
+    publish_guideline(policy_admin)
+    quality.queue_settings_update(actor=policy_admin, gold_rate=1.0)  # gold is always tried
+    (task,) = compare_tasks(context, items, 1, kind=kind)
+    assignment = services.task_lease_next(reviewer=curator, now=timezone.now())
+    external_ids = {item.pk: item.external_id for item in items}
+
+    fast = apis.AssignmentOut.as_dict(assignment, external_ids)
+    slow = apis.AssignmentOut(assignment, context={"external_ids": external_ids}).data
+
+    assert fast == slow
+    assert fast["task"]["kind"] == (
+        TaskKind.DEMONSTRATE if kind == TaskKind.DEMONSTRATE else "compare"
+    )
+
+
+@pytest.mark.parametrize("versions", [False, True])
+def test_the_fast_output_of_a_comparison_is_the_serializers_output(
+    curator, policy_admin, catalog, versions
+):
+    context, items = catalog
+    if versions:
+        publish_guideline(policy_admin)
+        publish_minors_policy(policy_admin)
+    (task,) = compare_tasks(context, items, 1)
+    comparison = labeled(curator, task)
+    external_ids = {item.pk: item.external_id for item in items[:5]}  # one item left the catalog
+
+    fast = apis.ComparisonOut.as_dict(comparison, external_ids)
+    slow = apis.ComparisonOut(comparison, context={"external_ids": external_ids}).data
+
+    assert fast == slow
+    assert fast["slate_b"][-1] is None
+    assert (fast["guideline_version"] is not None) == versions
 
 
 def test_nothing_to_do_is_204(curator, catalog):
