@@ -193,6 +193,7 @@ def test_ess_of_uniform_weights_is_the_number_of_rows():
         ((REWARD, [0.5, 0.0, 0.5], TARGET), r"pscore .* must lie in \(0, 1\].* row 1"),
         ((REWARD, [0.5, 1.5, 0.5], TARGET), r"pscore .* must lie in \(0, 1\]"),
         ((REWARD, PSCORE, [0.25, -0.1, 0.75]), r"target_pscore .* must lie in \[0, 1\].* row 1"),
+        ((REWARD, PSCORE, [0.25, 0.5, 1.2]), r"target_pscore .* must lie in \[0, 1\].* row 2"),
         (([1.0, np.nan, 2.0], PSCORE, TARGET), "reward contains NaN or infinity at row 1"),
         ((REWARD, [0.5, 0.25, np.inf], TARGET), "pscore contains NaN or infinity at row 2"),
         (([], [], []), "reward must be a non-empty array"),
