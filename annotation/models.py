@@ -30,6 +30,7 @@ class TaskReason(models.TextChoices):
     STAKES = "stakes"
     FLAG = "flag"
     DISAGREEMENT = "disagreement"
+    CONFLICT = "conflict"  # the reward model's criteria pull apart (relevance A, safety B)
     AUDIT = "audit"
     GOLD = "gold"
     MANUAL = "manual"
@@ -76,6 +77,10 @@ class QueueTask(models.Model):
     )
     # Why a person made it, e.g. "re-review: general v3 changed safety".
     note = models.CharField(max_length=200, blank=True)
+    proposed_by = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="proposed_tasks", help_text="the reward model that proposed it",
+    )  # fmt: skip
     overlap_target = models.PositiveSmallIntegerField(default=1)
     labels_count = models.PositiveSmallIntegerField(default=0)
     leased_count = models.PositiveSmallIntegerField(default=0)

@@ -43,6 +43,7 @@ REASON_RANK = {
     TaskReason.FLAG: 50_000,
     TaskReason.DISAGREEMENT: 45_000,
     TaskReason.STAKES: 40_000,
+    TaskReason.CONFLICT: 35_000,
     TaskReason.UNCERTAINTY: 30_000,
     TaskReason.MANUAL: 25_000,
     TaskReason.AUDIT: 20_000,

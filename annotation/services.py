@@ -399,6 +399,8 @@ def task_create(
     overlap_target: int | None = None,
     skills: list[str] = (),
     urgency: int = 0,
+    note: str = "",
+    proposed_by=None,
     now: datetime | None = None,
 ) -> QueueTask:
     """A new task: its priority comes from its reason and the time (see
@@ -415,6 +417,7 @@ def task_create(
         kind=kind, reason=reason, context_id=context_id, slate_a=list(slate_a),
         slate_b=list(slate_b), audience=audience, overlap_target=overlap_target,
         skills=list(skills), priority=quality.task_priority(reason, created=now, extra=urgency),
+        note=note[:200], proposed_by=proposed_by,
     )  # fmt: skip
     task.full_clean(exclude=["context", "source_task"])
     task.save()

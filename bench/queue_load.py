@@ -83,22 +83,22 @@ def _copy_tasks(connection, count: int, items, contexts, rng) -> None:
         "kind, reason, status, audience, skills, context_id, slate_a, slate_b, priority, "
         "overlap_target, labels_count, leased_count, created_at, note"
     )
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY annotation_queuetask ({columns}) FROM STDIN") as copy:
-            for start in range(0, count, 50_000):
-                size = min(50_000, count - start)
-                slates = np.stack([rng.choice(items, 10, replace=False) for _ in range(size)])
-                chosen = rng.choice(contexts, size)
-                priorities = rng.integers(0, 1000, size)
-                buffer = io.StringIO()
-                for row in range(size):
-                    a = json.dumps(slates[row, :5].tolist())
-                    b = json.dumps(slates[row, 5:].tolist())
-                    buffer.write(
-                        f"compare\taudit\topen\tlabeler\t[]\t{chosen[row]}\t{a}\t{b}\t"
-                        f"{priorities[row]}\t1\t0\t0\t2026-12-01T00:00:00+00:00\t\n"
-                    )
-                copy.write(buffer.getvalue())
+    statement = f"COPY annotation_queuetask ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for start in range(0, count, 50_000):
+            size = min(50_000, count - start)
+            slates = np.stack([rng.choice(items, 10, replace=False) for _ in range(size)])
+            chosen = rng.choice(contexts, size)
+            priorities = rng.integers(0, 1000, size)
+            buffer = io.StringIO()
+            for row in range(size):
+                a = json.dumps(slates[row, :5].tolist())
+                b = json.dumps(slates[row, 5:].tolist())
+                buffer.write(
+                    f"compare\taudit\topen\tlabeler\t[]\t{chosen[row]}\t{a}\t{b}\t"
+                    f"{priorities[row]}\t1\t0\t0\t2026-12-01T00:00:00+00:00\t\n"
+                )
+            copy.write(buffer.getvalue())
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def paced(port: int, secrets: list[str], seconds: float, rate: float) -> Tally:
     arrivals: queue.Queue = queue.Queue()
 
     def worker() -> None:
-        while (item := arrivals.get()) is not None:
+        while arrivals.get() is not None:
             try:
                 client = free.get(timeout=REQUEST_TIMEOUT)
             except queue.Empty:

@@ -20,6 +20,7 @@ urlpatterns = [
     path("governance/", include("governance.urls")),
     path("label/", include("annotation.urls")),
     path("quality/", include("annotation.quality_urls")),
+    path("training/", include("training.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),

@@ -43,6 +43,7 @@ from governance.models import (
     VersionStatus,
 )
 from tests.conftest import make_user
+from training.models import ModelKind, ModelVersion, RunTrigger, TrainingRun
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSONAS = ["curator", "safety_reviewer", "study_participant", "policy_admin", "outsider"]
@@ -115,6 +116,13 @@ def world(db):
     def owned_draft(user) -> int:
         return demonstrations.draft_open(reviewer=user, context=context).pk
 
+    run = TrainingRun.objects.create(kind=ModelKind.REWARD, trigger=RunTrigger.ADMIN)
+    model = ModelVersion.objects.create(
+        kind=ModelKind.REWARD, version=1, run=run, dataset_hash="0" * 64,
+        metrics={"accuracy": 0.8, "ece": 0.01}, gate={"passed": True, "reasons": []},
+        artifact_path="reward/v1.pt", artifact_sha256="0" * 64,
+    )  # fmt: skip
+
     return {
         "pk": {
             "item": items[0].pk,
@@ -127,6 +135,8 @@ def world(db):
             "demonstration": owned_demonstration,
             "self": lambda user: user.pk,
             "task": a_task,
+            "run": run.pk,
+            "model": model.pk,
         },
         "slug": {
             "criteria": "safety",
@@ -135,6 +145,7 @@ def world(db):
             "topics": "cooking",
         },
         "number": 1,
+        "kind": ModelKind.REWARD,
     }
 
 
@@ -143,8 +154,8 @@ def _kwargs(route: str, params: list[str], world: dict, user) -> dict:
     belong to someone are made for the persona asking."""
     kwargs = {}
     for name in params:
-        if name == "number":
-            kwargs[name] = world["number"]
+        if name in ("number", "kind"):
+            kwargs[name] = world[name]
         elif name == "slug":
             area = next((a for a in world["slug"] if f"/{a}/" in route), None)
             assert area, f"{route}: add a sample slug for it to the matrix test"
@@ -163,7 +174,8 @@ PK_AREAS = {
     "/items/": "item", "/contexts/": "context", "/tokens/": "token", "/people/": "person",
     "/users/": "person", "/assignments/": "assignment", "/comparisons/": "comparison",
     "/drafts/": "draft", "/demonstrate/context/": "context", "/demonstrations/": "demonstration",
-    "/reviewers/": "self", "/quality/tasks/": "task",
+    "/reviewers/": "self", "/quality/tasks/": "task", "/training/runs/": "run",
+    "/training/models/": "model",
 }  # fmt: skip
 
 

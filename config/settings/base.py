@@ -207,8 +207,15 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training jobs are long: they go to their own queue, acknowledged late, one at a time
-# per worker process, so a killed worker's job is redelivered rather than lost.
-CELERY_TASK_ROUTES = {"training.tasks.*": {"queue": "training"}}
+# per worker process. The loop's housekeeping (finding lost runs, deciding to retrain)
+# stays on the default queue, so a long run never holds it up.
+# The queue's name is a setting so that test sessions sharing one broker keep apart.
+SHEPHERD_TRAINING_QUEUE = os.environ.get("SHEPHERD_TRAINING_QUEUE", "training")
+CELERY_TASK_ROUTES = {
+    "training.tasks.train_reward_model": {"queue": SHEPHERD_TRAINING_QUEUE},
+    "training.tasks.train_policy": {"queue": SHEPHERD_TRAINING_QUEUE},
+    "training.tasks.refresh_queue": {"queue": SHEPHERD_TRAINING_QUEUE},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -218,6 +225,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "record-beat-heartbeat": {"task": "core.tasks.beat_heartbeat", "schedule": 30.0},
     "reclaim-expired-leases": {"task": "annotation.tasks.reclaim_expired_leases", "schedule": 30.0},
+    "reclaim-lost-training-runs": {"task": "training.tasks.reclaim_lost_runs", "schedule": 60.0},
+    "retrain-when-labels-arrive": {"task": "training.tasks.retrain_if_due", "schedule": 300.0},
+    "retrain-daily": {"task": "training.tasks.scheduled_retrain", "schedule": 86400.0},
 }
 CELERY_TASK_ROUTES["annotation.tasks.*"] = {"queue": "labeling"}
 
@@ -228,6 +238,8 @@ SHEPHERD_CONTENT_POLICY = os.environ.get("SHEPHERD_CONTENT_POLICY", "platform")
 # minute while open), and how many labels a day the home page's progress bar counts to.
 SHEPHERD_LEASE_SECONDS = int(os.environ.get("SHEPHERD_LEASE_SECONDS", "300"))
 SHEPHERD_DAILY_TARGET = int(os.environ.get("SHEPHERD_DAILY_TARGET", "100"))
+# Where trained models' artifacts are kept (each registered with its sha256).
+SHEPHERD_MODEL_DIR = Path(os.environ.get("SHEPHERD_MODEL_DIR", VAR_DIR / "models"))
 # Rows per batch when importing: bounds the importer's memory whatever the file's size.
 SHEPHERD_IMPORT_BATCH_ROWS = int(os.environ.get("SHEPHERD_IMPORT_BATCH_ROWS", "5000"))
 

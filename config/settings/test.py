@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/shepherd")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/14")
+# Test sessions running at once share the broker: each trains on its own queue (the
+# workers the tests start inherit the name through the environment).
+os.environ.setdefault("SHEPHERD_TRAINING_QUEUE", f"training-test-{os.getpid()}")
 
 from .base import *  # noqa: E402, F403
 

@@ -32,7 +32,7 @@ Q_LOGGED = np.array([0.5, 0.5, 1.0])
 Q_TARGET = np.array([0.4, 0.6, 1.1])
 
 
-# --- hand-computed values --------------------------------------------------------------
+# --- hand-computed values ---------------------------------------------------------------------
 
 
 def test_importance_weights_are_target_over_logging():
@@ -77,7 +77,7 @@ def test_estimators_reduce_over_the_last_axis():
     assert snips(*batch[:3]) == pytest.approx([0.875, 0.875])
 
 
-# --- identities between estimators ---------------------------------------------------------
+# --- identities between estimators ------------------------------------------------------------
 
 
 def test_snips_equals_ips_when_weights_average_to_one():
@@ -105,7 +105,7 @@ def test_dr_equals_ips_and_sndr_equals_snips_when_the_model_is_zero():
     assert sndr(REWARD, PSCORE, TARGET, zero, zero) == pytest.approx(snips(REWARD, PSCORE, TARGET))
 
 
-# --- a synthetic bandit with a known value ---------------------------------------------------
+# --- a synthetic bandit with a known value ----------------------------------------------------
 
 LOGGING = np.array([0.5, 0.3, 0.2])  # π_0(a) for three actions, no context
 TARGET_POLICY = np.array([0.1, 0.3, 0.6])  # π(a)
@@ -141,7 +141,7 @@ def test_ips_bootstrap_interval_covers_the_true_value_about_95_percent_of_the_ti
     assert 0.90 <= np.mean(covered) <= 0.99
 
 
-# --- bootstrap intervals and evaluate ------------------------------------------------------
+# --- bootstrap intervals and evaluate ---------------------------------------------------------
 
 
 def test_bootstrap_interval_of_a_mean_matches_the_normal_interval():
@@ -182,7 +182,7 @@ def test_ess_of_uniform_weights_is_the_number_of_rows():
     assert results["ips"].ess == pytest.approx(3)
 
 
-# --- validation ----------------------------------------------------------------------------
+# --- validation -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -3,55 +3,71 @@ functions that turn plain arrays into a float32 matrix, one row per (context, sl
 
 Method: a hand-built slate representation in the spirit of learning-to-rank feature sets
 (LETOR, Qin et al. 2010): per-item features summed with the DCG position discount
-w_j = 1 / log2(j + 2) for positions j = 0, 1, … (Järvelin & Kekäläinen 2002, the same
-weights as the simulator's examination model), plus slate-level aggregates such as
-intra-list diversity (Ziegler et al. 2005, "Improving recommendation lists through topic
-diversification") and the constraint engine's soft-rule terms.
+w_j = 1 / log2(j + 2), j = 0, 1, … (Järvelin & Kekäläinen 2002; the simulator's examination
+weights), slate aggregates such as intra-list diversity (Ziegler et al. 2005, "Improving
+recommendation lists through topic diversification"), the constraint engine's soft-rule
+terms, and explicit context × slate interactions (the user's topic click rates and segment
+against the slate's topics), so that the utilities the experts judge by are close to linear
+in the features and a small network learns them from few labels.
 
 Inputs are plain arrays, so a Django adapter can build them from database rows:
 
     catalog   CatalogView: item_features float32[N, d], item_topics int[N, m] (topic indices,
               -1 padded, column 0 the primary topic), item_source int[N] (< n_sources),
-              item_sensitivity int[N] (0..3), item_rating int[N] (0 all, 1 teen, 2 adult:
+              item_sensitivity int[N] (0..3), item_rating int[N] (0 all, 1 teen, 2 adult, as
               governance.engine.core.RATINGS), n_topics, n_sources
     contexts  Contexts: segment int[B] (< n_segments), minor bool[B], situation float32[B, 6]
-              (SITUATION_FIELDS, in that order: fatigue, traffic, hour / 23, weekday / 6,
-              new_feature_exposure, policy_change_period), history_topics float32[B, T]
-              (topic counts of the user's recent clicks, normalized to sum 1; zeros if none)
+              (SITUATION_FIELDS in order: fatigue, traffic, hour / 23, weekday / 6,
+              new_feature_exposure, policy_change_period), and three summaries of the
+              context's history that ``history_summaries`` computes from its entries:
+              history_topics, topic_click_rate, recent_exposure (float32[B, T] each)
     slates    int[B, k] catalog positions, best first, -1 padding after the items
-    penalties float32[B, P] optional: CompiledPolicy.penalty_terms, columns in the order of
-              FeatureSchema.penalty_names
+    penalties float32[B, P], optional: CompiledPolicy.penalty_terms per slate, columns in the
+              order of FeatureSchema.penalty_names (``penalty_matrix`` builds it)
 
-Per item i: its vector x_i (d), its topic mixture z_i (T: multi-hot with the primary topic
-counted twice, normalized to sum 1), source one-hot (S), sensitivity one-hot (4), audience
-rating one-hot (3). For a slate of k_s valid items (T topics, S sources, G segments, P
-penalty terms; with the simulator's world T = 25, S = 12, G = 5, d = 16, P = 0: D = 135):
+Per item i: its vector x_i, its topic mixture z_i (multi-hot with the primary topic counted
+twice, normalized to sum 1), source, sensitivity and audience rating. For a slate of k_s
+valid items, with T topics, S sources, G segments, item vectors of length d and P penalty
+terms (the simulator's world: T = 25, S = 12, G = 5, d = 16, P = 0, so D = 333):
 
-    block               size  value
-    segment             G     one-hot of the context's segment
-    minor               1     1 for a minor
-    situation           6     the six situation features, as given
-    history_topics      T     as given
-    item_vector         d     Σ_j w_j x_{i_j}
-    item_topics         T     Σ_j w_j z_{i_j}
-    item_source         S     Σ_j w_j onehot(source_{i_j})
-    item_sensitivity    4     Σ_j w_j onehot(sensitivity_{i_j})
-    item_rating         3     Σ_j w_j onehot(rating_{i_j})
-    minor_adult_items   1     minor · Σ_j w_j [rating_{i_j} = adult]
-    topic_histogram     T     share of the slate's items having topic t (any column)
-    distinct_sources    1     distinct sources / k_s
-    distinct_topics     1     distinct primary topics / k_s
-    intra_list_distance 1     mean over item pairs of 1 − cos(x_i, x_l) (0 when k_s < 2)
-    sensitivity_max     1     max_j sensitivity / 3
-    sensitivity_mean    1     mean_j sensitivity / 3
-    history_overlap     1     Σ_j w_j z_{i_j} · history_topics
-    slate_fill          1     k_s / max_slate_size
-    penalties           P     the soft-rule terms, as given
+    block                size   value
+    segment              G      one-hot of the context's segment
+    minor                1      1 for a minor
+    situation            6      the situation features, as given
+    history_topics       T      as given: normalized topic counts of recent clicks
+    topic_click_rate     T      as given: smoothed click-through rate per topic
+    recent_exposure      T      as given: recency-weighted topics of recent entries
+    item_vector          d      Σ_j w_j x_{i_j}
+    item_topics          T      Σ_j w_j z_{i_j}
+    item_source          S      Σ_j w_j onehot(source_{i_j})
+    item_sensitivity     4      Σ_j w_j onehot(sensitivity_{i_j})
+    item_rating          3      Σ_j w_j onehot(rating_{i_j})
+    minor_adult_items    1      minor · Σ_j w_j [rating_{i_j} = adult]
+    topic_histogram      T      share of the slate's items having topic t (any column)
+    distinct_sources     1      distinct sources / k_s
+    distinct_topics      1      distinct primary topics / k_s
+    intra_list_distance  1      mean over item pairs of 1 − cos(x_i, x_l) (0 when k_s < 2)
+    sensitivity_max      1      max_j sensitivity / 3
+    sensitivity_mean     1      mean_j sensitivity / 3
+    history_overlap      1      Σ_j w_j z_{i_j} · history_topics
+    click_rate_affinity  T      (Σ_j w_j z_{i_j}) ⊙ (topic_click_rate − r0)
+    click_rate_overlap   1      the sum of click_rate_affinity
+    segment_topics       G·T    onehot(segment) ⊗ Σ_j w_j z_{i_j}
+    exposure_overlap     1      Σ_j w_j z_{i_j} · recent_exposure
+    fatigued_exposure    1      exposure_overlap · situation fatigue
+    slate_fill           1      k_s / max_slate_size
+    penalties            P      the soft-rule terms, as given
 
-Sums run over the valid positions j = 0..k_s − 1 (not normalized: a shorter slate has less
-to show, as in the simulator's utilities). ``FeatureSchema.check`` refuses inputs whose
-shapes, dtypes or vocabularies do not match the schema, naming the field; the schema is
+Sums run over the valid positions j = 0..k_s − 1 and are not normalized (a shorter slate
+has less to show, as in the simulator's utilities). ``FeatureSchema.check`` refuses inputs
+whose shapes, dtypes or vocabularies do not fit the schema, naming the field; the schema is
 saved with every checkpoint, so a model is never fed features it was not trained on.
+
+Versions. ``FeatureSchema.version`` (SCHEMA_VERSION) names the layout above and is part of
+the schema a checkpoint is checked against; it changes whenever a block is added, removed,
+reordered or changes meaning. "reward-features/1" lacked topic_click_rate, recent_exposure,
+click_rate_affinity, click_rate_overlap, segment_topics, exposure_overlap and
+fatigued_exposure; its checkpoints are refused. "reward-features/2" is the table above.
 """
 
 from __future__ import annotations
@@ -62,7 +78,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-SCHEMA_VERSION = "reward-features/1"
+SCHEMA_VERSION = "reward-features/2"  # the layout of the module docstring
 SITUATION_FIELDS = (
     "fatigue",
     "traffic",
@@ -74,7 +90,11 @@ SITUATION_FIELDS = (
 SENSITIVITY_LEVELS = 4  # 0 none … 3 severe (governance.engine.core.SENSITIVITY_LEVELS)
 N_RATINGS = 3  # all, teen, adult (governance.engine.core.RATINGS)
 ADULT_RATING = 2
-HISTORY_WINDOW = 200  # recent history entries the simulator adapter counts
+HISTORY_WINDOW = 200  # the most recent history entries a context's summaries read
+CLICK_RATE_PRIOR = 0.25  # r0: a topic's click rate before any evidence
+CLICK_RATE_STRENGTH = 2.0  # α: pseudo-impressions of r0 in the smoothed click rate
+EXPOSURE_DECAY = 0.93  # λ: weight of an entry relative to the next, more recent one
+CONTEXT_ARRAYS = ("history_topics", "topic_click_rate", "recent_exposure")  # float32[B, T]
 
 
 def position_weights(k: int) -> np.ndarray:
@@ -82,7 +102,7 @@ def position_weights(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(k) + 2.0)
 
 
-# --- the schema ----------------------------------------------------------------------------
+# --- the schema -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -95,16 +115,18 @@ class FeatureSchema:
     item_dim: int  # d, length of an item's feature vector
     max_slate_size: int  # k, columns of the slate matrix
     penalty_names: tuple[str, ...] = ()  # soft-rule ids, in the column order of penalties
-    version: str = SCHEMA_VERSION  # bumped whenever a block changes meaning or order
+    version: str = SCHEMA_VERSION  # changes whenever a block changes meaning or order
 
     def blocks(self) -> list[tuple[str, int]]:
-        """(name, size) of every block, in feature order."""
-        t = self.n_topics
+        """(name, size) of every block, in feature order (the module docstring's table)."""
+        t, g = self.n_topics, self.n_segments
         return [
-            ("segment", self.n_segments),
+            ("segment", g),
             ("minor", 1),
             ("situation", len(SITUATION_FIELDS)),
             ("history_topics", t),
+            ("topic_click_rate", t),
+            ("recent_exposure", t),
             ("item_vector", self.item_dim),
             ("item_topics", t),
             ("item_source", self.n_sources),
@@ -118,6 +140,11 @@ class FeatureSchema:
             ("sensitivity_max", 1),
             ("sensitivity_mean", 1),
             ("history_overlap", 1),
+            ("click_rate_affinity", t),
+            ("click_rate_overlap", 1),
+            ("segment_topics", g * t),
+            ("exposure_overlap", 1),
+            ("fatigued_exposure", 1),
             ("slate_fill", 1),
             ("penalties", len(self.penalty_names)),
         ]
@@ -150,24 +177,13 @@ class FeatureSchema:
         """Raise ValueError naming the first field whose shape, dtype or values do not fit."""
         _check_catalog(self, catalog)
         _check_contexts(self, contexts)
-        b = len(contexts.segment)
-        _check_array("slates", slates, "iu", (b, self.max_slate_size))
-        if slates.size and (slates.min() < -1 or slates.max() >= catalog.n_items):
-            raise ValueError(f"slates: positions outside -1..{catalog.n_items - 1}")
-        valid = slates >= 0
-        if np.any(valid[:, 1:] & ~valid[:, :-1]):
-            raise ValueError("slates: -1 padding must come after a slate's items")
-        if not valid[:, 0].all():
-            raise ValueError("slates: every slate needs at least one item")
-        ordered = np.sort(slates, axis=1)
-        if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)):
-            raise ValueError("slates: a slate shows an item twice")
+        _check_slates(self, slates, len(contexts.segment), catalog.n_items)
         n_penalties = len(self.penalty_names)
         if penalties is None:
             if n_penalties:
                 raise ValueError(f"penalties: the schema expects {n_penalties} columns")
             return
-        _check_array("penalties", penalties, "f", (b, n_penalties))
+        _check_array("penalties", penalties, "f", (len(slates), n_penalties))
 
 
 def _check_array(name: str, array, kinds: str, shape: tuple[int, ...]) -> None:
@@ -188,19 +204,22 @@ def _check_range(name: str, array: np.ndarray, low: int, high: int) -> None:
 
 
 def _check_catalog(schema: FeatureSchema, catalog: CatalogView) -> None:
-    if catalog.n_topics != schema.n_topics:
-        raise ValueError(f"n_topics: catalog has {catalog.n_topics}, schema {schema.n_topics}")
-    if catalog.n_sources != schema.n_sources:
-        raise ValueError(f"n_sources: catalog has {catalog.n_sources}, schema {schema.n_sources}")
-    n = catalog.n_items
+    for name in ("n_topics", "n_sources"):
+        if getattr(catalog, name) != getattr(schema, name):
+            raise ValueError(
+                f"{name}: the catalog has {getattr(catalog, name)}, "
+                f"the schema {getattr(schema, name)}"
+            )
+    n = len(catalog.item_source) if isinstance(catalog.item_source, np.ndarray) else -1
+    _check_array("item_source", catalog.item_source, "iu", (n,))
+    _check_range("item_source", catalog.item_source, 0, schema.n_sources - 1)
     _check_array("item_features", catalog.item_features, "f", (n, schema.item_dim))
     topics = catalog.item_topics
-    _check_array("item_topics", topics, "iu", (n, topics.shape[1] if topics.ndim == 2 else -1))
+    columns = topics.shape[1] if isinstance(topics, np.ndarray) and topics.ndim == 2 else 0
+    _check_array("item_topics", topics, "iu", (n, max(columns, 1)))
     _check_range("item_topics", topics, -1, schema.n_topics - 1)
     if n and not (topics[:, 0] >= 0).all():
         raise ValueError("item_topics: column 0 (the primary topic) must be set")
-    _check_array("item_source", catalog.item_source, "iu", (n,))
-    _check_range("item_source", catalog.item_source, 0, schema.n_sources - 1)
     _check_array("item_sensitivity", catalog.item_sensitivity, "iu", (n,))
     _check_range("item_sensitivity", catalog.item_sensitivity, 0, SENSITIVITY_LEVELS - 1)
     _check_array("item_rating", catalog.item_rating, "iu", (n,))
@@ -209,17 +228,30 @@ def _check_catalog(schema: FeatureSchema, catalog: CatalogView) -> None:
 
 def _check_contexts(schema: FeatureSchema, contexts: Contexts) -> None:
     segment = contexts.segment
-    if not isinstance(segment, np.ndarray) or segment.ndim != 1:
-        raise ValueError("segment: expected a 1-D NumPy array")
-    b = len(segment)
+    b = len(segment) if isinstance(segment, np.ndarray) else -1
     _check_array("segment", segment, "iu", (b,))
     _check_range("segment", segment, 0, schema.n_segments - 1)
     _check_array("minor", contexts.minor, "b", (b,))
     _check_array("situation", contexts.situation, "f", (b, len(SITUATION_FIELDS)))
-    _check_array("history_topics", contexts.history_topics, "f", (b, schema.n_topics))
+    for name in CONTEXT_ARRAYS:
+        _check_array(name, getattr(contexts, name), "f", (b, schema.n_topics))
 
 
-# --- inputs ----------------------------------------------------------------------------------
+def _check_slates(schema: FeatureSchema, slates, b: int, n_items: int) -> None:
+    _check_array("slates", slates, "iu", (b, schema.max_slate_size))
+    if slates.size and (slates.min() < -1 or slates.max() >= n_items):
+        raise ValueError(f"slates: positions outside -1..{n_items - 1}")
+    valid = slates >= 0
+    if np.any(valid[:, 1:] & ~valid[:, :-1]):
+        raise ValueError("slates: -1 padding must come after a slate's items")
+    if b and not valid[:, 0].all():
+        raise ValueError("slates: every slate needs at least one item")
+    ordered = np.sort(slates, axis=1)
+    if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)):
+        raise ValueError("slates: a slate shows an item twice")
+
+
+# --- inputs -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,76 +265,113 @@ class CatalogView:
     item_rating: np.ndarray  # int[N], 0 all, 1 teen, 2 adult
     n_topics: int  # T
     n_sources: int  # S
-    _tables: dict = field(default_factory=dict, repr=False)  # per-item tables, built once
+    _tables: dict = field(default_factory=dict, repr=False)  # derived per-item tables, cached
 
     @property
     def n_items(self) -> int:
         return len(self.item_source)
 
-    def item_table(self) -> np.ndarray:
-        """float32[N, d + T + S + 4 + 3]: the per-item blocks, ready to be position-summed."""
-        if "items" not in self._tables:
-            n = self.n_items
-            self._tables["items"] = np.concatenate(
-                [
-                    self.item_features.astype(np.float32),
-                    self.topic_mixture(),
-                    _one_hot(self.item_source, self.n_sources, n),
-                    _one_hot(self.item_sensitivity, SENSITIVITY_LEVELS, n),
-                    _one_hot(self.item_rating, N_RATINGS, n),
-                ],
-                axis=1,
-            )
-        return self._tables["items"]
+    def _cached(self, name: str, build) -> np.ndarray:
+        if name not in self._tables:
+            self._tables[name] = build()
+        return self._tables[name]
 
     def topic_mixture(self) -> np.ndarray:
         """float32[N, T]: multi-hot with the primary topic counted twice, rows summing to 1."""
-        if "mixture" not in self._tables:
+
+        def build() -> np.ndarray:
             weights = np.zeros((self.n_items, self.n_topics), dtype=np.float32)
             for column in range(self.item_topics.shape[1]):
                 present = np.flatnonzero(self.item_topics[:, column] >= 0)
                 weights[present, self.item_topics[present, column]] += 2.0 if column == 0 else 1.0
-            self._tables["mixture"] = weights / weights.sum(axis=1, keepdims=True)
-        return self._tables["mixture"]
+            return weights / weights.sum(axis=1, keepdims=True)
+
+        return self._cached("mixture", build)
 
     def topic_multi_hot(self) -> np.ndarray:
         """float32[N, T]: 1 for every topic an item has."""
-        if "multi_hot" not in self._tables:
-            self._tables["multi_hot"] = (self.topic_mixture() > 0).astype(np.float32)
-        return self._tables["multi_hot"]
+        return self._cached("multi_hot", lambda: (self.topic_mixture() > 0).astype(np.float32))
+
+    def item_table(self) -> np.ndarray:
+        """float32[N, d + T + S + 4 + 3]: vector, topic mixture and one-hots, side by side."""
+
+        def build() -> np.ndarray:
+            n = self.n_items
+            return np.concatenate(
+                [
+                    self.item_features.astype(np.float32),
+                    self.topic_mixture(),
+                    _one_hot(self.item_source, self.n_sources),
+                    _one_hot(self.item_sensitivity, SENSITIVITY_LEVELS),
+                    _one_hot(self.item_rating, N_RATINGS),
+                ],
+                axis=1,
+            ).reshape(n, -1)
+
+        return self._cached("items", build)
 
     def unit_vectors(self) -> np.ndarray:
         """float32[N, d]: item vectors scaled to unit length (for cosine distances)."""
-        if "unit" not in self._tables:
+
+        def build() -> np.ndarray:
             norms = np.linalg.norm(self.item_features, axis=1, keepdims=True)
-            self._tables["unit"] = (self.item_features / np.maximum(norms, 1e-12)).astype(
-                np.float32
-            )
-        return self._tables["unit"]
+            return (self.item_features / np.maximum(norms, 1e-12)).astype(np.float32)
+
+        return self._cached("unit", build)
 
 
 @dataclass(frozen=True, eq=False)
 class Contexts:
-    """B contexts: who the slate is for and in which situation."""
+    """B contexts: who the slate is for, in which situation, and what they did recently."""
 
     segment: np.ndarray  # int[B], index into the segment vocabulary
     minor: np.ndarray  # bool[B]
     situation: np.ndarray  # float32[B, 6], SITUATION_FIELDS order
     history_topics: np.ndarray  # float32[B, T], normalized topic counts of recent clicks
+    topic_click_rate: np.ndarray  # float32[B, T], smoothed click-through rate per topic
+    recent_exposure: np.ndarray  # float32[B, T], recency-weighted topics of recent entries
 
     def take(self, rows: np.ndarray) -> Contexts:
         return Contexts(
-            self.segment[rows], self.minor[rows], self.situation[rows], self.history_topics[rows]
+            self.segment[rows],
+            self.minor[rows],
+            self.situation[rows],
+            *(getattr(self, name)[rows] for name in CONTEXT_ARRAYS),
         )
 
 
-def _one_hot(values: np.ndarray, size: int, n: int) -> np.ndarray:
-    table = np.zeros((n, size), dtype=np.float32)
-    table[np.arange(n), values] = 1.0
+def history_summaries(
+    items: np.ndarray, clicked: np.ndarray, topic_mixture: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A context's history_topics, topic_click_rate and recent_exposure (float[T] each) from
+    its last HISTORY_WINDOW history entries, oldest first: ``items`` int[h] catalog
+    positions, ``clicked`` bool[h] (click or like), ``topic_mixture`` float[N, T] (e.g.
+    CatalogView.topic_mixture()). With z_e the topic mixture of entry e and a_e its age
+    (0 for the most recent entry):
+
+        history_topics_t   = c_t / Σ_t c_t  (0 without clicks),   c_t = Σ_{clicked e} z_{e,t}
+        topic_click_rate_t = (c_t + α r0) / (s_t + α),            s_t = Σ_e z_{e,t}
+        recent_exposure_t  = Σ_e λ^{a_e} z_{e,t}
+
+    with α = CLICK_RATE_STRENGTH, r0 = CLICK_RATE_PRIOR and λ = EXPOSURE_DECAY."""
+    items, clicked = items[-HISTORY_WINDOW:], clicked[-HISTORY_WINDOW:]
+    mixtures = topic_mixture[items].reshape(len(items), topic_mixture.shape[1])
+    clicks = mixtures[clicked].sum(axis=0)
+    topics = clicks / clicks.sum() if clicks.sum() > 0 else clicks
+    rate = (clicks + CLICK_RATE_STRENGTH * CLICK_RATE_PRIOR) / (
+        mixtures.sum(axis=0) + CLICK_RATE_STRENGTH
+    )
+    exposure = EXPOSURE_DECAY ** np.arange(len(items))[::-1] @ mixtures
+    return topics, rate, exposure
+
+
+def _one_hot(values: np.ndarray, size: int) -> np.ndarray:
+    table = np.zeros((len(values), size), dtype=np.float32)
+    table[np.arange(len(values)), values] = 1.0
     return table
 
 
-# --- features --------------------------------------------------------------------------------
+# --- features ---------------------------------------------------------------------------------
 
 
 def slate_features(
@@ -312,53 +381,67 @@ def slate_features(
     slates: np.ndarray,
     penalties: np.ndarray | None = None,
     *,
-    chunk: int = 20_000,
+    chunk: int = 8192,
 ) -> torch.Tensor:
     """float32[B, schema.dim]: one feature row per (context, slate), blocks as documented."""
     schema.check(catalog, contexts, slates, penalties)
-    rows = [
-        _feature_rows(schema, catalog, contexts, slates, penalties, slice(start, start + chunk))
-        for start in range(0, len(slates), chunk)
-    ]
-    if not rows:
-        return torch.zeros((0, schema.dim))
-    return torch.from_numpy(np.concatenate(rows))
+    rows = np.zeros((len(slates), schema.dim), dtype=np.float32)
+    for start in range(0, len(slates), chunk):
+        part = slice(start, start + chunk)
+        blocks = _blocks(schema, catalog, contexts.take(np.arange(len(slates))[part]), slates[part])
+        if penalties is not None:
+            blocks["penalties"] = penalties[part]
+        for name, where in schema.block_slices().items():
+            if where.stop > where.start:
+                rows[part, where] = blocks[name].reshape(len(slates[part]), -1)
+    return torch.from_numpy(rows)
 
 
-def _feature_rows(schema, catalog, contexts, slates, penalties, rows: slice) -> np.ndarray:
-    slates = slates[rows]
+def _blocks(schema, catalog: CatalogView, contexts: Contexts, slates) -> dict[str, np.ndarray]:
+    """Every block but the penalties, by name, for one chunk of rows."""
     b, k = slates.shape
     valid = slates >= 0
     items = np.where(valid, slates, 0)
     weights = (position_weights(k)[None, :] * valid).astype(np.float32)  # float32[b, k]
     n_valid = valid.sum(axis=1).astype(np.float32)
-
-    minor = contexts.minor[rows].astype(np.float32)
-    history = contexts.history_topics[rows].astype(np.float32)
-    per_item = np.einsum("bk,bkf->bf", weights, catalog.item_table()[items])
-    adult = (catalog.item_rating[items] == ADULT_RATING) * weights
-    mixture = catalog.topic_mixture()[items]  # float32[b, k, T]
+    minor = contexts.minor.astype(np.float32)
+    segment = _one_hot(contexts.segment, schema.n_segments)
     sensitivity = np.where(valid, catalog.item_sensitivity[items], 0).astype(np.float32)
+    adult = ((catalog.item_rating[items] == ADULT_RATING) * weights).sum(axis=1)
 
-    blocks = [
-        _one_hot(contexts.segment[rows], schema.n_segments, b),
-        minor[:, None],
-        contexts.situation[rows].astype(np.float32),
-        history,
-        per_item,
-        (minor * adult.sum(axis=1))[:, None],
-        (catalog.topic_multi_hot()[items] * valid[..., None]).sum(axis=1) / n_valid[:, None],
-        (_distinct(catalog.item_source[items], valid) / n_valid)[:, None],
-        (_distinct(catalog.item_topics[items, 0], valid) / n_valid)[:, None],
-        _intra_list_distance(catalog.unit_vectors()[items], valid)[:, None],
-        sensitivity.max(axis=1, keepdims=True) / (SENSITIVITY_LEVELS - 1),
-        (sensitivity.sum(axis=1) / n_valid / (SENSITIVITY_LEVELS - 1))[:, None],
-        np.einsum("bk,bkt,bt->b", weights, mixture, history)[:, None],
-        (n_valid / schema.max_slate_size)[:, None],
-    ]
-    if penalties is not None:
-        blocks.append(penalties[rows].astype(np.float32))
-    return np.concatenate(blocks, axis=1, dtype=np.float32)
+    per_item = np.einsum("bk,bkf->bf", weights, catalog.item_table()[items])
+    sizes = [schema.item_dim, schema.n_topics, schema.n_sources, SENSITIVITY_LEVELS, N_RATINGS]
+    vector, topics, source, sensitivities, rating = np.split(per_item, np.cumsum(sizes)[:-1], 1)
+    affinity = topics * (contexts.topic_click_rate - CLICK_RATE_PRIOR)
+    exposure = (topics * contexts.recent_exposure).sum(axis=1)
+    return {
+        "segment": segment,
+        "minor": minor,
+        "situation": contexts.situation,
+        "history_topics": contexts.history_topics,
+        "topic_click_rate": contexts.topic_click_rate,
+        "recent_exposure": contexts.recent_exposure,
+        "item_vector": vector,
+        "item_topics": topics,
+        "item_source": source,
+        "item_sensitivity": sensitivities,
+        "item_rating": rating,
+        "minor_adult_items": minor * adult,
+        "topic_histogram": (catalog.topic_multi_hot()[items] * valid[..., None]).sum(axis=1)
+        / n_valid[:, None],
+        "distinct_sources": _distinct(catalog.item_source[items], valid) / n_valid,
+        "distinct_topics": _distinct(catalog.item_topics[items, 0], valid) / n_valid,
+        "intra_list_distance": _intra_list_distance(catalog.unit_vectors()[items], valid),
+        "sensitivity_max": sensitivity.max(axis=1) / (SENSITIVITY_LEVELS - 1),
+        "sensitivity_mean": sensitivity.sum(axis=1) / n_valid / (SENSITIVITY_LEVELS - 1),
+        "history_overlap": (topics * contexts.history_topics).sum(axis=1),
+        "click_rate_affinity": affinity,
+        "click_rate_overlap": affinity.sum(axis=1),
+        "segment_topics": segment[:, :, None] * topics[:, None, :],
+        "exposure_overlap": exposure,
+        "fatigued_exposure": exposure * contexts.situation[:, 0],
+        "slate_fill": n_valid / schema.max_slate_size,
+    }
 
 
 def _distinct(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -395,9 +478,9 @@ def pair_features(
 
 
 def penalty_matrix(policy, engine_contexts: Sequence, slates: np.ndarray) -> np.ndarray:
-    """float32[B, P]: ``policy.penalty_terms`` (a governance.engine.core.CompiledPolicy) of each
-    slate in its EngineContext, columns in the policy's soft-rule order (pass
-    ``tuple(policy.penalty_terms(...))`` keys as FeatureSchema.penalty_names)."""
+    """float32[B, P]: the soft-rule terms of each slate (-1 padding dropped) in its
+    EngineContext, from a governance.engine.core.CompiledPolicy; columns in the policy's
+    order, the keys of ``policy.penalty_terms`` (use them as FeatureSchema.penalty_names)."""
     rows = [
         list(policy.penalty_terms(context, slate[slate >= 0]).values())
         for context, slate in zip(engine_contexts, slates, strict=True)
@@ -405,16 +488,15 @@ def penalty_matrix(policy, engine_contexts: Sequence, slates: np.ndarray) -> np.
     return np.asarray(rows, dtype=np.float32).reshape(len(slates), -1)
 
 
-# --- the simulator adapter (tests and benchmarks) --------------------------------------------
+# --- the simulator adapter (tests and benchmarks) ---------------------------------------------
 
 
 def catalog_from_simulator(sim) -> CatalogView:
-    """The simulator's world as a CatalogView (topics: primary first, then the secondaries)."""
+    """The simulator's world as a CatalogView (topics: the primary, then the secondaries)."""
     world = sim.world
     mixture = world.item_topics
     order = np.argsort(-mixture, axis=1, kind="stable")[:, :3]
     topics = np.where(np.take_along_axis(mixture, order, axis=1) > 0, order, -1)
-    topics[:, 0] = world.item_primary_topic
     return CatalogView(
         item_features=world.item_features.astype(np.float32),
         item_topics=topics.astype(np.int64),
@@ -438,42 +520,39 @@ def schema_for_simulator(sim, penalty_names: Sequence[str] = ()) -> FeatureSchem
     )
 
 
-def contexts_from_simulator(sim, states: Sequence) -> Contexts:
-    """Contexts of simulator UserStates: history_topics counts the last HISTORY_WINDOW history
-    entries that were clicks."""
+def contexts_from_simulator(sim, states: Sequence, catalog: CatalogView | None = None) -> Contexts:
+    """Contexts of simulator UserStates (their history: entries of earlier impressions and of
+    the current session; a "click" counts as clicked)."""
     world = sim.world
+    mixture = (catalog or catalog_from_simulator(sim)).topic_mixture()
     users = np.array([state.user for state in states], dtype=np.int64)
-    situation = np.array(
-        [
-            [
-                state.situation()["fatigue"],
-                state.traffic,
-                state.hour / 23,
-                state.weekday / 6,
-                float(state.new_feature_exposure),
-                float(state.policy_change_period),
-            ]
-            for state in states
-        ],
-        dtype=np.float32,
-    ).reshape(len(states), len(SITUATION_FIELDS))
-    history = np.zeros((len(states), len(world.topics)), dtype=np.float32)
+    situation = np.zeros((len(states), len(SITUATION_FIELDS)), dtype=np.float32)
+    summaries = np.zeros((len(CONTEXT_ARRAYS), len(states), len(world.topics)), dtype=np.float32)
     for row, state in enumerate(states):
-        clicked = [item for item, kind in state.history[-HISTORY_WINDOW:] if kind == "click"]
-        if clicked:
-            counts = world.item_topics[clicked].sum(axis=0)
-            history[row] = counts / counts.sum()
+        situation[row] = [
+            state.situation()["fatigue"],
+            state.traffic,
+            state.hour / 23,
+            state.weekday / 6,
+            float(state.new_feature_exposure),
+            float(state.policy_change_period),
+        ]
+        recent = state.history[-HISTORY_WINDOW:]
+        items = np.array([item for item, _ in recent], dtype=np.int64)
+        clicked = np.array([event == "click" for _, event in recent], dtype=bool)
+        summaries[:, row] = history_summaries(items, clicked, mixture)
     return Contexts(
         segment=world.user_segment[users].astype(np.int64),
         minor=world.user_minor[users].astype(bool),
         situation=situation,
-        history_topics=history,
+        history_topics=summaries[0],
+        topic_click_rate=summaries[1],
+        recent_exposure=summaries[2],
     )
 
 
 def from_simulator(sim, states: Sequence, slates: np.ndarray) -> torch.Tensor:
     """Feature rows for simulator states and their slates (int[B, k], -1 padded)."""
-    schema = schema_for_simulator(sim)
-    return slate_features(
-        schema, catalog_from_simulator(sim), contexts_from_simulator(sim, states), slates
-    )
+    catalog = catalog_from_simulator(sim)
+    contexts = contexts_from_simulator(sim, states, catalog)
+    return slate_features(schema_for_simulator(sim), catalog, contexts, slates)

@@ -46,7 +46,7 @@ class Estimate:
     ess: float  # effective sample size of the importance weights, (Σw)² / Σw²
 
 
-# --- validation ----------------------------------------------------------------------
+# --- validation -------------------------------------------------------------------------------
 
 
 def _as_float_array(name: str, values) -> np.ndarray:
@@ -92,7 +92,7 @@ def _validated(**arrays) -> list[np.ndarray]:
     return list(checked.values())
 
 
-# --- estimators ----------------------------------------------------------------------
+# --- estimators -------------------------------------------------------------------------------
 
 
 def importance_weights(pscore, target_pscore) -> np.ndarray:
@@ -189,7 +189,7 @@ def sndr(reward, pscore, target_pscore, q_logged, q_target) -> np.ndarray | floa
     return np.mean(q_target, axis=-1) + correction
 
 
-# --- intervals -----------------------------------------------------------------------
+# --- intervals --------------------------------------------------------------------------------
 
 
 def bootstrap_interval(

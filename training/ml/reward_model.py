@@ -14,6 +14,12 @@ learning").
 The members share nothing; their weights are stacked on a leading member axis and evaluated
 together with batched matrix products, so an ensemble costs about one wide MLP.
 
+"Overall" judgments weigh the other criteria, so (with ``overall_from_criteria``) the overall
+utility is its own head plus a learned weighted sum of the other heads, u_overall = h_overall
++ Σ_{c ≠ overall} a_c h_c, in the spirit of multi-attribute utility models (Keeney & Raiffa
+1976): the overall labels then also train the other heads, and the overall head only has to
+learn what the other criteria miss.
+
 The veto rule (``overall_utility``). With ū the members' mean utilities,
 
     U(x) = ū_overall(x) + W · ū_veto(x),     W = veto_weight, veto = "safety" by default.
@@ -56,12 +62,15 @@ class RewardModelConfig:
     members: int = 5  # ensemble size
     bootstrap: bool = True  # train each member on its own bootstrap resample of the pairs
     epochs: int = 100  # passes over the data at most
-    patience: int = 6  # stop once no member's out-of-bag loss improved for this many epochs
-    batch_size: int = 512  # pairs per optimisation step, at most
+    patience: int = 3  # stop after this many epochs without progress: no member's out-of-bag
+    min_improvement: float = 1e-3  # loss fell by more than this (nats per label) below its best
+    plateau_lr_factor: float = 0.3  # after an epoch without progress the learning rate × this
+    batch_size: int = 1024  # pairs per optimisation step, at most
     min_steps_per_epoch: int = 16  # smaller batches for small data sets, down to 32 pairs
     lr: float = 3e-3  # Adam learning rate
-    weight_decay: float = 1e-4  # decoupled (AdamW) decay of the weight matrices
+    weight_decay: float = 3.0  # decoupled (AdamW) decay of the weight matrices (× lr per step)
     seed: int = 0  # seeds initialization, bootstrap and batch order
+    overall_from_criteria: bool = True  # u_overall = own head + learned mix of the others
     utility_bound: float = 20.0  # B: every head outputs B tanh(raw / B)
     overall_criterion: str = "overall"  # the criterion the veto rule adds to
     veto_criterion: str | None = "safety"  # the criterion that dominates; None: no veto
@@ -114,6 +123,7 @@ class RewardModel(nn.Module):
                 nn.Parameter(torch.empty(m, fan_in, fan_out).uniform_(-bound, bound))
             )
             self.biases.append(nn.Parameter(torch.empty(m, 1, fan_out).uniform_(-bound, bound)))
+        self.mix = nn.Parameter(torch.zeros(m, len(config.criteria)))  # used by overall only
         self.log_nu = nn.Parameter(torch.full((m, len(config.criteria)), math.log(0.5)))
         self.register_buffer("feature_mean", torch.zeros(input_dim))
         self.register_buffer("feature_scale", torch.ones(input_dim))
@@ -123,23 +133,41 @@ class RewardModel(nn.Module):
         return self.config.criteria
 
     def set_normalization(self, mean: Tensor, scale: Tensor) -> None:
-        """Inputs are standardized as (x − mean) / scale before the first layer."""
+        """Inputs are standardized as (x − mean) / scale before the first layer; a feature
+        constant in the training data keeps scale 1 (it may vary later)."""
         self.feature_mean.copy_(mean)
-        self.feature_scale.copy_(scale.clamp(min=1e-6))
+        self.feature_scale.copy_(torch.where(scale > 1e-6, scale, torch.ones_like(scale)))
 
     # --- utilities and probabilities --------------------------------------------------------
 
+    def standardize(self, x: Tensor) -> Tensor:
+        """(x − mean) / scale: what the first layer reads."""
+        return (x - self.feature_mean) / self.feature_scale
+
     def utilities(self, x: Tensor) -> Tensor:
         """float[members, B, C] for feature rows x float[B, D]."""
-        m = self.config.members
-        h = (x - self.feature_mean) / self.feature_scale
+        return self.utilities_of_standardized(self.standardize(x))
+
+    def utilities_of_standardized(self, h: Tensor) -> Tensor:
+        """``utilities`` of rows already standardized (training standardizes its data once)."""
+        m, b = self.config.members, len(h)
         first = self.weights[0]  # one wide product for the first layer: [B, D] @ [D, M·H]
-        h = (h @ first.permute(1, 0, 2).reshape(self.input_dim, -1)).view(len(x), m, -1)
+        h = (h @ first.permute(1, 0, 2).reshape(self.input_dim, -1)).view(b, m, -1)
         h = h.transpose(0, 1) + self.biases[0]
         for weight, bias in zip(self.weights[1:], self.biases[1:], strict=True):
             h = torch.baddbmm(bias, torch.nn.functional.silu(h), weight)
+        if self.config.overall_from_criteria:
+            h = self._mix_into_overall(h)
         bound = self.config.utility_bound
         return bound * torch.tanh(h / bound)
+
+    def _mix_into_overall(self, h: Tensor) -> Tensor:
+        """u_overall += Σ_{c ≠ overall} a_c u_c, the a_c learned per member."""
+        overall = self.criteria.index(self.config.overall_criterion)
+        others = torch.ones(len(self.criteria), dtype=torch.bool)
+        others[overall] = False
+        mixed = h[..., overall] + (h * (self.mix * others)[:, None, :]).sum(dim=-1)
+        return torch.cat([h[..., :overall], mixed[..., None], h[..., overall + 1 :]], dim=-1)
 
     forward = utilities
 
@@ -184,7 +212,7 @@ class RewardModel(nn.Module):
         )
 
 
-# --- checkpoints -----------------------------------------------------------------------------
+# --- checkpoints ------------------------------------------------------------------------------
 
 
 class CheckpointError(ValueError):

@@ -4,9 +4,13 @@ Method: maximum likelihood of the Davidson (1970) model with ties (losses.py), w
 judgment (channel × reviewer reliability), for every member of a bootstrap ensemble at once
 (reward_model.py). Each member is fit on its own bootstrap resample, written as multinomial
 counts that weight a shared mini-batch, with AdamW (Loshchilov & Hutter 2019, "Decoupled
-weight decay regularization"). Training stops early on each member's out-of-bag loss
-(Breiman 1996, "Out-of-bag estimation"): the pairs its resample left out are its validation
-set, and each member keeps the weights of its best epoch.
+weight decay regularization") on inputs standardized once. Training stops early on each
+member's out-of-bag loss (Breiman 1996, "Out-of-bag estimation"): the pairs its resample
+left out are its validation set, and each member keeps the weights of its best epoch. An
+epoch makes progress when some member's out-of-bag loss falls more than
+``min_improvement`` below its best; after an epoch without progress the learning rate is
+multiplied by ``plateau_lr_factor`` (reduce-on-plateau), and ``patience`` epochs without
+progress end the training.
 
 Evaluation reports accuracy on non-tie labels, the log loss of every label (ties included)
 and the expected calibration error (Naeini, Cooper & Hauskrecht 2015; Guo et al. 2017, "On
@@ -35,6 +39,7 @@ Logger = Callable[[int, float, float], None]  # (epoch, mean training loss, seco
 VALIDATION_PAIRS = 8192  # out-of-bag losses are measured on this many pairs at most
 MIN_BATCH = 32
 ECE_BINS = 15
+MIX_LR = 10.0  # learning-rate multiplier of the overall mix weights
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,6 +104,8 @@ def train_reward_model(
     config: RewardModelConfig, data: PreferenceData, *, logger: Logger = no_logging
 ) -> TrainResult:
     """Fit a fresh ensemble to ``data``; ``logger`` is called after every epoch."""
+    if len(data) == 0:
+        raise ValueError("data: no comparisons to train on")
     started = time.perf_counter()
 
     # --- seeding: initialization, bootstrap and batch order all follow config.seed
@@ -107,60 +114,54 @@ def train_reward_model(
         torch.manual_seed(config.seed)
         model = RewardModel(config, data.features_a.shape[1])
 
-    # --- data
-    x_a, x_b = data.features_a.float(), data.features_b.float()
-    outcomes, weights = data.outcomes_for(config.criteria), data.weights.float()
-    n = len(data)
-    both = torch.cat([x_a, x_b])
+    # --- data: standardized inputs, one bootstrap resample and out-of-bag pairs per member
+    both = torch.cat([data.features_a.float(), data.features_b.float()])
     model.set_normalization(both.mean(dim=0), both.std(dim=0))
-    counts = bootstrap_counts(n, config.members, config.bootstrap, generator)  # float[M, n]
-    validation = torch.randperm(n, generator=generator)[:VALIDATION_PAIRS]
-    held_out = (
-        (counts[:, validation] == 0)
-        if config.bootstrap
-        else torch.ones_like(counts[:, validation], dtype=torch.bool)
+    del both
+    with torch.no_grad():  # rows (A, B) of pair i at 2i, 2i + 1, standardized once
+        rows_ab = model.standardize(
+            torch.stack([data.features_a.float(), data.features_b.float()], dim=1)
+        )
+    outcomes, weights = data.outcomes_for(config.criteria), data.weights.float()
+    counts = bootstrap_counts(len(data), config.members, config.bootstrap, generator)
+    validation = torch.randperm(len(data), generator=generator)[:VALIDATION_PAIRS]
+    out_of_bag = (
+        counts[:, validation] == 0 if config.bootstrap else torch.ones_like(counts[:, validation])
     )
-    validation_weight = held_out * weights[validation]
-    batch_size = int(np.clip(n // config.min_steps_per_epoch, MIN_BATCH, config.batch_size))
+    validation_weight = out_of_bag * weights[validation]
 
-    # --- optimisation
-    decayed = list(model.weights)
-    others = [*model.biases, model.log_nu]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": config.weight_decay},
-            {"params": others, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-    )
+    # --- optimisation: epochs until no member's out-of-bag loss improves for `patience`
+    optimizer = adamw(model, config)
+    batch_size = int(np.clip(len(data) // config.min_steps_per_epoch, MIN_BATCH, config.batch_size))
     best = BestMembers(model)
     history, steps, epoch, epoch_loss = [], 0, 0, float("nan")
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = torch.randperm(n, generator=generator)
-        total, batches = 0.0, 0
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
-            loss = -member_log_likelihood(
-                model, x_a[rows], x_b[rows], outcomes[rows], counts[:, rows] * weights[rows]
+        losses = []
+        for rows in torch.randperm(len(data), generator=generator).split(batch_size):
+            loss = -_pair_log_likelihood(
+                model, rows_ab[rows], outcomes[rows], counts[:, rows] * weights[rows]
             ).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, batches, steps = total + loss.item() / config.members, batches + 1, steps + 1
-        epoch_loss = total / max(batches, 1)
+            losses.append(loss.item() / config.members)
+        steps, epoch_loss = steps + len(losses), float(np.mean(losses))
 
         model.eval()
         with torch.no_grad():
-            validation_loss = -member_log_likelihood(
-                model, x_a[validation], x_b[validation], outcomes[validation], validation_weight
+            validation_loss = -_pair_log_likelihood(
+                model, rows_ab[validation], outcomes[validation], validation_weight
             )
-        best.update(model, validation_loss, epoch)
+        best.update(model, validation_loss, epoch, config.min_improvement)
         seconds = time.perf_counter() - started
         history.append({"epoch": epoch, "loss": epoch_loss, "seconds": seconds})
         logger(epoch, epoch_loss, seconds)
         if epoch - best.last_improvement >= config.patience:
             break
+        if best.last_improvement < epoch:  # no progress: smaller steps (reduce on plateau)
+            for group in optimizer.param_groups:
+                group["lr"] *= config.plateau_lr_factor
 
     best.restore(model)
     model.eval()
@@ -173,6 +174,19 @@ def train_reward_model(
         member_epochs=best.epochs.tolist(),
         member_validation_loss=best.losses.tolist(),
         history=history,
+    )
+
+
+def adamw(model: RewardModel, config: RewardModelConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on the weight matrices only; the few overall mix weights learn
+    MIX_LR times faster (they move whole heads)."""
+    return torch.optim.AdamW(
+        [
+            {"params": list(model.weights), "weight_decay": config.weight_decay},
+            {"params": [*model.biases, model.log_nu], "weight_decay": 0.0},
+            {"params": [model.mix], "weight_decay": 0.0, "lr": config.lr * MIX_LR},
+        ],
+        lr=config.lr,
     )
 
 
@@ -190,10 +204,16 @@ def member_log_likelihood(
     model: RewardModel, x_a: Tensor, x_b: Tensor, outcomes: Tensor, weight: Tensor
 ) -> Tensor:
     """float[members]: each member's weighted mean log-likelihood; ``weight`` float[M, b]."""
-    u = model.utilities(torch.cat([x_a, x_b]))
-    u_a, u_b = u[:, : len(x_a)], u[:, len(x_a) :]
+    pairs = model.standardize(torch.stack([x_a, x_b], dim=1))
+    return _pair_log_likelihood(model, pairs, outcomes, weight)
+
+
+def _pair_log_likelihood(model: RewardModel, pairs: Tensor, outcomes: Tensor, weight: Tensor):
+    """``member_log_likelihood`` of standardized pairs float[b, 2, D] (A, B)."""
+    b = len(pairs)
+    u = model.utilities_of_standardized(pairs.view(2 * b, -1)).view(len(weight), b, 2, -1)
     return davidson_log_likelihood(
-        u_a, u_b, outcomes, model.log_nu[:, None, :], weight=weight[:, :, None], dim=(1, 2)
+        u[:, :, 0], u[:, :, 1], outcomes, model.log_nu[:, None, :], weight[:, :, None], dim=(1, 2)
     )
 
 
@@ -206,7 +226,13 @@ class BestMembers:
         self.epochs = torch.zeros(model.config.members, dtype=torch.long)
         self.last_improvement = 0
 
-    def update(self, model: RewardModel, losses: Tensor, epoch: int) -> None:
+    def update(
+        self, model: RewardModel, losses: Tensor, epoch: int, min_improvement: float = 0.0
+    ) -> None:
+        """Keep every member that improved; an epoch counts as progress (``last_improvement``)
+        when some member improved by more than ``min_improvement``."""
+        if (losses < self.losses - min_improvement).any():
+            self.last_improvement = epoch
         better = losses < self.losses
         if not better.any():
             return
@@ -214,7 +240,6 @@ class BestMembers:
             saved[better] = parameter.detach()[better]
         self.losses = torch.where(better, losses, self.losses)
         self.epochs[better] = epoch
-        self.last_improvement = epoch
 
     def restore(self, model: RewardModel) -> None:
         with torch.no_grad():
@@ -222,7 +247,7 @@ class BestMembers:
                 parameter.copy_(saved)
 
 
-# --- evaluation --------------------------------------------------------------------------------
+# --- evaluation -------------------------------------------------------------------------------
 
 
 def predict_probabilities(
@@ -239,8 +264,23 @@ def predict_probabilities(
 
 
 def evaluate(model: RewardModel, data: PreferenceData, *, bins: int = ECE_BINS) -> dict:
+    """``evaluation_report`` of the ensemble's probabilities on ``data``."""
+    probabilities = predict_probabilities(model, data.features_a.float(), data.features_b.float())
+    return evaluation_report(
+        probabilities, data.outcomes_for(model.criteria).numpy(), model.criteria, bins=bins
+    )
+
+
+def evaluation_report(
+    probabilities: np.ndarray,
+    outcomes: np.ndarray,
+    criteria: Sequence[str],
+    *,
+    bins: int = ECE_BINS,
+) -> dict:
     """Accuracy on non-tie labels (the model names the likelier of A and B), log loss of every
-    label (ties included) and ECE of the named side, pooled over criteria and per criterion.
+    label (ties included) and ECE of the named side, pooled over criteria and per criterion
+    (``probabilities`` float[n, C, 3], ``outcomes`` int[n, C] with -1 = no label).
 
     ECE = Σ_b (n_b / N) |mean confidence_b − observed frequency_b| over ``bins`` equal-width
     bins of [0.5, 1], where confidence = max(P(A), P(B)) / (P(A) + P(B)) is the predicted
@@ -248,12 +288,10 @@ def evaluate(model: RewardModel, data: PreferenceData, *, bins: int = ECE_BINS) 
     observed frequency is the share of those labels that chose it. ``reliability`` lists every
     bin (low, high, mean_predicted, observed, count) for a reliability diagram.
     """
-    probabilities = predict_probabilities(model, data.features_a.float(), data.features_b.float())
-    outcomes = data.outcomes_for(model.criteria).numpy()
     report = {"labels": int((outcomes >= 0).sum()), **_scores(probabilities, outcomes, bins)}
     report["criteria"] = {
         name: _scores(probabilities[:, [c]], outcomes[:, [c]], bins, table=False)
-        for c, name in enumerate(model.criteria)
+        for c, name in enumerate(criteria)
     }
     return report
 
@@ -310,7 +348,7 @@ def reliability_table(
     return rows
 
 
-# --- demonstrations ----------------------------------------------------------------------------
+# --- demonstrations ---------------------------------------------------------------------------
 
 REASON_CRITERION = {"unsafe": "safety", "irrelevant": "relevance", "repetitive": "diversity"}
 OVERALL = "overall"

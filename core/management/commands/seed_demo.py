@@ -1,7 +1,7 @@
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.demo import seed_labeling_queue
+from annotation.demo import seed_expert_demonstrations, seed_labeling_queue
 from catalog.demo import seed_demo_world
 from catalog.models import Item
 from governance.demo import seed_governance
@@ -50,4 +50,6 @@ class Command(BaseCommand):
         self.stdout.write("governance: the platform policy and the guidelines are published")
         tasks = seed_labeling_queue(sim=sim, rng=np.random.default_rng([options["seed"], 3]))
         self.stdout.write(f"labeling: {tasks} tasks are waiting in the queue")
+        shown = seed_expert_demonstrations(sim=sim, rng=np.random.default_rng([options["seed"], 4]))
+        self.stdout.write(f"demonstrations: {shown} by a simulated expert, to train a policy on")
         self.stdout.write(self.style.SUCCESS("The demo world is loaded."))
