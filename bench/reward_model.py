@@ -106,17 +106,19 @@ def learning_curves(config, pool, heldout, budgets, seed, acquisition) -> dict[s
         curves["random"].append({"labels": n, **_summary(report)})
         log(f"  seed {seed} random {n:>6}: accuracy {report['accuracy']:.4f}")
 
-    labeled = order[: budgets[0]]
+    labeled, model = order[: budgets[0]], None  # model: the fit on ``labeled``, if made
     for n in budgets:
         while len(labeled) < n:
-            model = fit(seeded, pool, labeled)
+            if model is None:
+                model = fit(seeded, pool, labeled)
             size = min(n - len(labeled), max(int(len(labeled) * ROUND_GROWTH), 1))
             candidates = np.setdiff1d(np.arange(len(pool)), labeled)
             batch = acquire(
                 model, pool.features_a, pool.features_b, candidates, size, acquisition, rng
             )
-            labeled = np.concatenate([labeled, batch])
-        report = evaluate(fit(seeded, pool, labeled), heldout)
+            labeled, model = np.concatenate([labeled, batch]), None
+        model = fit(seeded, pool, labeled)  # training is deterministic: reused by the next round
+        report = evaluate(model, heldout)
         curves["active"].append({"labels": n, **_summary(report)})
         log(f"  seed {seed} active {n:>6}: accuracy {report['accuracy']:.4f}")
     return curves

@@ -3,9 +3,10 @@ next.
 
 For a sample of contexts, candidate slates come from demonstrations (an expert's slate with
 an item or two swapped for catalog neighbours), from catalog neighbourhoods (an item the
-user clicked and its nearest items) and from the policy in force once there is one. Pairs
-of them are scored by the ensemble's disagreement (BALD, ``training.ml.active``) and by
-their stakes (sensitive items, minors), and a batch is drawn: a share uniformly at random
+user clicked and its nearest items) and from the promoted policy (its greedy slate and
+POLICY_SAMPLES it draws) once there is one. Pairs of them are scored by the ensemble's
+disagreement (BALD, ``training.ml.active``) and by their stakes (sensitive items,
+minors), and a batch is drawn: a share uniformly at random
 (reason ``audit``, the unbiased sample held-out evaluation needs), the rest by stochastic
 power acquisition. Each task records why it was proposed (uncertainty, stakes, or criteria
 that pull apart), the model version that proposed it and who may take it.
@@ -24,6 +25,7 @@ from catalog.models import UserContext
 from training.datasets import FeatureSpace, VocabularyChanged
 from training.ml.active import AcquisitionConfig, disagreement, select_batch
 from training.ml.train_reward import predict_probabilities
+from training.models import ModelKind
 from training.runs import training_settings
 from training.selectors import promoted_reward_model
 
@@ -129,9 +131,11 @@ def candidate_pool(space: FeatureSpace, rng: np.random.Generator) -> Pool:
     demonstrated = list(
         DemonstrationStep.objects.order_by("-id").values_list("chosen", flat=True)[:500]
     )
+    from_policy = _policy_slates(space, contexts, rng)
     pool = Pool([], [], [], [])
-    for context in contexts:
-        slates = _candidate_slates(space, context, demonstrated, rng)
+    for row, context in enumerate(contexts):
+        slates = _candidate_slates(space, context, demonstrated, rng) + from_policy[row]
+        slates = [list(s) for s in {tuple(s) for s in slates}]
         if len(slates) < 2:
             continue
         for _ in range(PAIRS_PER_CONTEXT):
@@ -141,6 +145,33 @@ def candidate_pool(space: FeatureSpace, rng: np.random.Generator) -> Pool:
             pool.slates_a.append(slates[a])
             pool.slates_b.append(slates[b])
     return pool
+
+
+POLICY_SAMPLES = 2  # slates drawn from the promoted policy per context, besides its greedy one
+
+
+def _policy_slates(space: FeatureSpace, contexts: list[dict], rng) -> list[list[list[int]]]:
+    """Per context, the promoted policy's greedy slate and POLICY_SAMPLES drawn from it
+    (item pks): the comparisons that decide what the policy will do next. None when no
+    policy is promoted or it no longer fits the catalog."""
+    from training.policy_evaluation import Evaluated
+    from training.policy_training import SLATE_SIZE as POLICY_SLATE
+    from training.policy_training import loaded_policy
+    from training.registry import promoted_version
+
+    version = promoted_version(ModelKind.POLICY)
+    if version is None or space.policy is None or not contexts:
+        return [[] for _ in contexts]
+    try:
+        policy = loaded_policy(version)
+    except (ValueError, OSError) as error:
+        log.warning("the promoted policy proposes nothing: %s", error)
+        return [[] for _ in contexts]
+    evaluated = Evaluated(policy=policy, space=space, k=POLICY_SLATE)
+    greedy = evaluated.greedy(evaluated.inputs(contexts))
+    drawn = evaluated.sampler(int(rng.integers(2**31)))(contexts, POLICY_SAMPLES)
+    slates = np.concatenate([greedy[:, None, :], drawn], axis=1)
+    return [[[int(space.item_pks[p]) for p in slate if p >= 0] for slate in row] for row in slates]
 
 
 def _candidate_slates(space, context, demonstrated, rng) -> list[list[int]]:

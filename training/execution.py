@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
+from django.conf import settings
 from django.utils import timezone
 
 from training import registry, runs
@@ -30,6 +32,7 @@ def run_execute(run_id: int, work: Work) -> str:
     if run is None:
         return "not queued"  # finished, or another worker has it
     artifact = registry.artifact_path(run)
+    torch.set_num_threads(settings.SHEPHERD_TORCH_THREADS)
     with runs.Heartbeat(run) as heartbeat:
         try:
             work(run, heartbeat, artifact)

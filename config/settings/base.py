@@ -240,6 +240,9 @@ SHEPHERD_LEASE_SECONDS = int(os.environ.get("SHEPHERD_LEASE_SECONDS", "300"))
 SHEPHERD_DAILY_TARGET = int(os.environ.get("SHEPHERD_DAILY_TARGET", "100"))
 # Where trained models' artifacts are kept (each registered with its sha256).
 SHEPHERD_MODEL_DIR = Path(os.environ.get("SHEPHERD_MODEL_DIR", VAR_DIR / "models"))
+# PyTorch threads per training run. The networks are small: on a machine with few, shared
+# cores, threads waiting for busy cores cost more than they bring (bench/reward_model.py).
+SHEPHERD_TORCH_THREADS = int(os.environ.get("SHEPHERD_TORCH_THREADS", "1"))
 # Rows per batch when importing: bounds the importer's memory whatever the file's size.
 SHEPHERD_IMPORT_BATCH_ROWS = int(os.environ.get("SHEPHERD_IMPORT_BATCH_ROWS", "5000"))
 

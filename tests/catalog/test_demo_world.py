@@ -39,10 +39,32 @@ def test_the_demo_world_is_coherent():
     assert QueueTask.objects.filter(kind="compare", audience="labeler").exists()
     assert QueueTask.objects.filter(audience="study_participant").exists()
     assert QueueTask.objects.filter(kind="demonstrate").exists()
+    _the_simulated_expert_demonstrated_within_the_policy()
     # Sensitive topics carry the sensitive items.
     severe = Item.objects.filter(sensitivity=3)
     assert severe.exists()
     assert not severe.exclude(audience_rating="adult").exists()
+
+
+def _the_simulated_expert_demonstrated_within_the_policy():
+    from annotation.models import Demonstration, DemonstrationStep
+    from governance.engine.core import EngineContext
+    from governance.policy_engine import catalog_index, compile_version
+    from governance.selectors import policy_version_in_force
+
+    demonstrations = Demonstration.objects.filter(reviewer__username="simulated-expert")
+    assert demonstrations.count() == 120
+    assert not demonstrations.first().reviewer.has_usable_password()
+    engine = compile_version(policy_version_in_force())
+    position = catalog_index().position_of_pk
+    steps = DemonstrationStep.objects.select_related("demonstration__context")
+    assert steps.count() == 240
+    for step in steps:
+        audience = EngineContext(step.demonstration.context.audience)
+        assert len(step.chosen) == 5
+        assert set(step.chosen) <= set(step.shown)
+        assert not engine.violations(audience, [position[pk] for pk in step.chosen])
+        assert step.rejected[0]["reason"] in ("unsafe", "irrelevant")
 
 
 def test_logged_propensities_are_the_logging_policys_own():

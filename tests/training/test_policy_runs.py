@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from catalog.demo import seed_demo_world
+from catalog.models import UserContext
 from governance.demo import seed_governance
 from governance.models import AuditEvent
 from tests.annotation.factories import ensure_criteria
@@ -213,3 +214,24 @@ def test_evaluate_policy_names_the_bad_parameter(db, arguments, message):
 def test_evaluate_policy_without_a_promoted_policy_says_so(db):
     with pytest.raises(CommandError, match="no policy is promoted"):
         call_command("evaluate_policy")
+
+
+def test_the_promoted_policy_proposes_its_own_slates_for_comparison(policy_world):
+    from governance.engine.core import EngineContext
+    from training.active_learning import POLICY_SAMPLES, _policy_slates
+    from training.datasets import feature_space
+
+    train_once()
+    space = feature_space()
+    contexts = list(
+        UserContext.objects.values("id", "segment", "audience", "situation", "history")[:6]
+    )
+
+    proposed = _policy_slates(space, contexts, np.random.default_rng(0))
+
+    assert [len(slates) for slates in proposed] == [1 + POLICY_SAMPLES] * 6
+    for context, slates in zip(contexts, proposed, strict=True):
+        for slate in slates:
+            assert len(slate) == 5
+            positions = [space.position_of_pk[pk] for pk in slate]
+            assert not space.policy.violations(EngineContext(context["audience"]), positions)

@@ -50,8 +50,9 @@ where that is empty, the greedy feasible item is taken with probability 1, so th
 propensities stay exact and the slate stays full whenever the rules allow.
 
 The deployed policy (``RecommenderPolicy``) combines the cloned policy's logits s_BC, a
-critic's value q̂ (expected reward per unit of examination, see policy_training.py) and the
-soft rules' Lagrange multiplier λ:
+critic's value q̂ = P̂(click | examined) − (1 + ν) ĝ (expected reward per unit of
+examination, harm costs ĝ weighted up by the harm aversion ν; see policy_training.py) and
+the soft rules' Lagrange multiplier λ:
 
     ℓ(x, i) = s_BC(x, i) + q̂(x, i) / β,    ρ = λ / β,
 
@@ -626,13 +627,18 @@ class RecommenderPolicy:
 
 
 def save_policy(
-    path: str | Path, policy: RecommenderPolicy, schema: FeatureSchema, hidden: int
+    path: str | Path, policy: RecommenderPolicy, schema: FeatureSchema, hidden: int | None = None
 ) -> str:
-    """Write the policy atomically; return the sha256 (hex) of the file written."""
+    """Write the policy atomically; return the sha256 (hex) of the file written. Each
+    network's width is read from the network (``hidden`` is accepted for old callers and
+    not needed)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "feature_schema": schema.to_dict(),
-        "hidden": int(hidden),
+        "hidden": {
+            "cloned": policy.cloned.scorer.hidden if policy.cloned is not None else None,
+            "critic": policy.critic.scorer.hidden if policy.critic is not None else None,
+        },
         "cloned": _state(policy.cloned),
         "critic": _state(policy.critic),
         "kl_coefficient": float(policy.kl_coefficient),
@@ -662,15 +668,17 @@ def load_policy(path: str | Path, *, sha256: str, schema: FeatureSchema) -> Reco
     if saved != shape:
         raise CheckpointError(f"feature schema differs: checkpoint {saved}, expected {shape}")
     hidden = payload["hidden"]
+    if not isinstance(hidden, dict):  # checkpoints that saved one width for both networks
+        hidden = {"cloned": hidden, "critic": hidden}
     return RecommenderPolicy(
         shape=shape,
-        cloned=_module(ClonedPolicy(shape, hidden), payload["cloned"]),
-        critic=_module(ValueCritic(shape, hidden), payload["critic"]),
+        cloned=_module(ClonedPolicy(shape, hidden["cloned"] or 1), payload["cloned"]),
+        critic=_module(ValueCritic(shape, hidden["critic"] or 1), payload["critic"]),
         kl_coefficient=payload["kl_coefficient"],
         multiplier=payload["multiplier"],
         temperature=payload["temperature"],
         diversity=payload["diversity"],
-        harm_aversion=payload["harm_aversion"],
+        harm_aversion=payload.get("harm_aversion", 0.0),
         step=payload["step"],
     )
 

@@ -76,9 +76,11 @@ reward model's utility units. ``distill_weight`` sets this term against the logg
 
 Replay buffer: contexts with what was shown and observed, sampled with prioritized replay
 (Schaul et al. 2016): P(i) ∝ p_i^α with p_i the row's last absolute reward-prediction
-error (the advantage the critic missed; new rows get the largest priority), and importance
-weights (N P(i))^{−β_IS} / max. Rows without a response (reward-model contexts) are
-prioritized by the reward model's uncertainty.
+error (the advantage the critic missed; new rows get the largest priority so far), and
+importance weights (N P(i))^{−β_IS}, β_IS = 1 (clicks are noisy: a partial correction would
+bias the click estimates toward the noisiest rows), scaled to mean 1 per batch. The
+reward-model term and the dual ascent draw their contexts from the same buffer, by the
+same priorities (contexts without a response may be added, with priority 1).
 
 4. Staged exploration (``serve_slates``)
 ----------------------------------------
@@ -86,8 +88,10 @@ Stage 0: greedy. Stage 1: a request explores with probability ``share`` while th
 budget lasts; it samples from the policy's softmax only among the items the cloned policy
 ranks in its top m AND whose reward-model uncertainty (std over members of P(i ≻ the greedy
 first item)) is at most ``max_uncertainty`` AND whose harm cost the critic puts at most at
-``max_harm``; outside that support only the greedy item is taken (policy.py). Stage 2: the support is the deployed policy's top ``wide_top_m``. The
-served slate's propensity is exact: p · P_support(slate) + (1 − p) · [slate = greedy].
+``max_harm``; outside that support only the greedy item is taken (policy.py). Stage 2: the
+support is the deployed policy's top ``wide_top_m``. The served slate's propensity is exact:
+p · P_support(slate) + (1 − p) · [slate = greedy]. The serving side keeps the day's count of
+exploring requests and passes what is left of ``daily_budget`` as ``budget_left``.
 
 5. Evaluation helpers: hit@k and NDCG@k against an expert's order, hard-rule violation rate,
 soft penalty, intra-list diversity, catalog coverage, novelty, per-segment exposure, and
@@ -488,8 +492,8 @@ class CriticConfig:
     weight_decay: float = 1e-4  # decoupled weight decay
     batch_size: int = 256  # replay rows per optimisation step
     cost_weight: float = 1.0  # weight of the squared cost error against the click NLL
-    priority_alpha: float = 0.6  # α of prioritized replay (0: uniform)
-    priority_beta: float = 0.4  # β_IS of the importance-sampling correction
+    priority_alpha: float = 0.4  # α of prioritized replay (0: uniform)
+    priority_beta: float = 1.0  # β_IS: 1 corrects fully (clicks are noisy; no bias wanted)
     capacity: int = 100_000  # replay rows kept (the oldest are overwritten)
     seed: int = 0
 
@@ -603,7 +607,8 @@ class ReplayBuffer:
         responded: bool | None = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """n rows drawn with P(i) ∝ priority^α among the rows with (True) or without
-        (False) a response, or all (None); and their importance weights (N P(i))^−β / max."""
+        (False) a response, or all (None); and their importance weights (N P(i))^−β, scaled
+        to mean 1 over the batch (so the step size does not shrink with the spread)."""
         candidates = np.arange(self.size)
         if responded is not None:
             candidates = candidates[self.has_response[: self.size] == responded]
@@ -613,7 +618,7 @@ class ReplayBuffer:
         p = p / p.sum()
         picked = rng.choice(len(candidates), size=n, p=p)
         weights = (len(candidates) * p[picked]) ** (-beta)
-        return candidates[picked], weights / weights.max()
+        return candidates[picked], weights / weights.mean()
 
     def update_priorities(self, rows: np.ndarray, errors: np.ndarray) -> None:
         self.priority[rows] = np.maximum(np.asarray(errors, dtype=float), 1e-6)
@@ -767,9 +772,14 @@ def reward_pairs(
         diversity=policy.diversity_weight, item_penalties=inputs.penalties,
         penalty_scale=policy.penalty_scale, rng=rng,
     ).items  # fmt: skip
+    keep = np.flatnonzero(slates[:, 0] >= 0)  # contexts where the rules allow no slate: none
+    slates, logits, contexts = slates[keep], logits[keep], contexts.take(keep)
+    inputs = inputs.take(keep)
     b = len(slates)
-    top = np.argsort(-np.where(inputs.allowed, logits, -np.inf), axis=1)[:, :top_m]
-    lengths = np.maximum((slates >= 0).sum(axis=1), 1)
+    m = min(top_m, logits.shape[1])
+    masked = np.where(inputs.allowed, logits, -np.inf)
+    top = np.argpartition(-masked, m - 1, axis=1)[:, :m]
+    lengths = (slates >= 0).sum(axis=1)
     position = (rng.random(b) * lengths).astype(np.int64)
     swapped = slates.copy()
     item_b = np.empty(b, dtype=np.int64)
@@ -780,7 +790,7 @@ def reward_pairs(
         swapped[row, position[row]] = item_b[row]
     item_a = slates[np.arange(b), position]
     engine = inputs.engine or None
-    u_a = scorer(contexts, np.maximum(slates, -1), engine)
+    u_a = scorer(contexts, slates, engine)
     u_b = scorer(contexts, swapped, engine)
     p = 1.0 / (1.0 + np.exp(-(u_a - u_b)))  # [M, B]
     return RewardPairs(
@@ -806,6 +816,7 @@ def item_uncertainty(
     b, m = candidates.shape
     rows = np.repeat(np.arange(b), m)
     repeated = contexts.take(rows)
+    greedy_first = np.maximum(greedy_first, 0)  # no greedy slate: compare with item 0
     engine_rows = [engine[r] for r in rows] if engine else None
     u_i = scorer(repeated, candidates.reshape(-1, 1), engine_rows)
     u_g = scorer(contexts, greedy_first.reshape(-1, 1), engine)
@@ -954,7 +965,8 @@ class PolicyImprover:
             self.reward_scorer, self.policy, contexts, inputs, self.items, self.k, self.rules,
             self.rng,
         )  # fmt: skip
-        self.trainer.distill_step(pairs, self.config.distill_weight)
+        if len(pairs.item_a):
+            self.trainer.distill_step(pairs, self.config.distill_weight)
 
     def update_multiplier(self, *, greedy: bool = False) -> float:
         """One dual-ascent step on λ; returns the measured expected penalty."""
@@ -994,11 +1006,14 @@ def train_policy(
     bc_config: BCConfig | None = None,
     config: ImprovementConfig | None = None,
     dual_steps: int = 20,
+    dual_greedy: bool = True,
     logger: Logger = no_logging,
 ) -> PolicyTrainingResult:
     """Behaviour cloning, then offline conservative improvement: the entry point of a
     retraining run. ``input_builder(contexts, engine)`` makes the builder's inputs (masks,
-    soft terms) for replay contexts; without it there is no reward-model term and λ stays 0."""
+    soft terms) for replay contexts; without it there is no reward-model term and λ stays 0.
+    ``dual_greedy``: measure the expected penalty on the greedy slates (what stage 0 serves)
+    rather than on draws of the stochastic policy."""
     config = config or ImprovementConfig()
     bc = None
     cloned = None
@@ -1024,7 +1039,7 @@ def train_policy(
     if len(improver.buffer) and improver.buffer.has_response[: len(improver.buffer)].any():
         improver.train(config.offline_steps, logger=logger)
     for _ in range(dual_steps if input_builder is not None else 0):
-        penalties.append(improver.update_multiplier())
+        penalties.append(improver.update_multiplier(greedy=dual_greedy))
     return PolicyTrainingResult(policy, bc, improver, penalties)
 
 
