@@ -284,7 +284,7 @@ def reward_dataset(criteria: tuple[str, ...]) -> RewardDataset:
     steps = _demonstration_rows()
     reviewers = {row["reviewer_id"] for row in comparisons} | {s["reviewer_id"] for s in steps}
     reliability = reviewer_reliability(reviewers)
-    states = _context_states({row["context_id"] for row in comparisons})
+    states = context_states({row["context_id"] for row in comparisons})
 
     audit, time, train = _Pairs(), _Pairs(), _Pairs()
     by_age = sorted(
@@ -342,7 +342,8 @@ def _demonstration_rows() -> list[dict]:
     )  # fmt: skip
 
 
-def _context_states(context_ids: set[int]) -> dict[int, dict]:
+def context_states(context_ids: set[int]) -> dict[int, dict]:
+    """UserContexts by id, as the states features are built from."""
     rows = UserContext.objects.filter(pk__in=context_ids).values(
         "id", "segment", "audience", "situation", "history"
     )

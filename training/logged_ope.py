@@ -31,8 +31,8 @@ from datetime import datetime
 
 import numpy as np
 
-from catalog.models import LoggedInteraction, UserContext
-from training.datasets import FeatureSpace
+from catalog.models import LoggedInteraction
+from training.datasets import FeatureSpace, context_states
 from training.ml import ope
 
 FOLDS = 2
@@ -85,7 +85,7 @@ def logged_slice(
     if segment:
         rows = rows.filter(context__segment=segment)
     rows = list(rows.values("context_id", "slate", "reward", "propensity")[:limit])
-    contexts = _context_states({row["context_id"] for row in rows})
+    contexts = context_states({row["context_id"] for row in rows})
     kept = [
         row
         for row in rows
@@ -108,13 +108,6 @@ def logged_slice(
         segments=np.array([state["segment"] for state in states], dtype=object),
         description=description,
     )
-
-
-def _context_states(ids: set[int]) -> dict[int, dict]:
-    rows = UserContext.objects.filter(pk__in=ids).values(
-        "id", "segment", "audience", "situation", "history"
-    )
-    return {row["id"]: row for row in rows}
 
 
 # --- the direct model ------------------------------------------------------------------------

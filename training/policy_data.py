@@ -20,7 +20,7 @@ from annotation.models import DemonstrationStep
 from annotation.quality_selectors import reviewer_reliability
 from catalog.models import LoggedInteraction, UserContext
 from governance.engine.core import EngineContext
-from training.datasets import CHANNEL_WEIGHTS, FeatureSpace
+from training.datasets import CHANNEL_WEIGHTS, FeatureSpace, context_states
 from training.ml.features import Contexts
 from training.ml.policy_training import REJECT_REASONS, DemonstrationSteps, LoggedBatch
 
@@ -155,12 +155,7 @@ def _logged(space: FeatureSpace, *, k: int) -> tuple[LoggedBatch | None, list[di
             "context_id", "slate", "clicks", "reward"
         )[:LOGGED_ROWS]
     )
-    contexts = {
-        row["id"]: row
-        for row in UserContext.objects.filter(pk__in={r["context_id"] for r in rows}).values(
-            "id", "segment", "audience", "situation", "history"
-        )
-    }
+    contexts = context_states({row["context_id"] for row in rows})
     rows = [
         row for row in rows
         if row["context_id"] in contexts and all(pk in space.position_of_pk for pk in row["slate"])

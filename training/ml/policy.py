@@ -65,8 +65,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +83,7 @@ from governance.engine.core import (
     RecentTopicRepeat,
     SensitiveTopicPenalty,
 )
+from training.ml.artifacts import write_atomically
 from training.ml.features import (
     CLICK_RATE_PRIOR,
     N_RATINGS,
@@ -650,7 +649,7 @@ def save_policy(
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    return _write_atomically(Path(path), buffer.getvalue())
+    return write_atomically(Path(path), buffer.getvalue())
 
 
 def load_policy(path: str | Path, *, sha256: str, schema: FeatureSchema) -> RecommenderPolicy:
@@ -694,18 +693,3 @@ def _module(module: nn.Module, state: dict | None) -> nn.Module | None:
         return None
     module.load_state_dict(state)
     return module.eval()
-
-
-def _write_atomically(path: Path, data: bytes) -> str:
-    """Temporary file in the same folder, fsync, os.replace; the sha256 of ``data``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return hashlib.sha256(data).hexdigest()

@@ -41,14 +41,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from training.ml.artifacts import write_atomically
 from training.ml.features import FeatureSchema
 from training.ml.losses import davidson_log_probabilities
 
@@ -235,30 +234,7 @@ def save_checkpoint(path: str | Path, model: RewardModel, schema: FeatureSchema,
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    return write_atomically(path, data)
 
 
 def load_checkpoint(
