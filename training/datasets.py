@@ -281,7 +281,7 @@ def reward_dataset(criteria: tuple[str, ...]) -> RewardDataset:
     """Every usable label, as train and held-out pairs over the current feature space."""
     space = feature_space()
     comparisons = _comparison_rows()
-    steps = _demonstration_rows()
+    steps = demonstration_step_rows()
     reviewers = {row["reviewer_id"] for row in comparisons} | {s["reviewer_id"] for s in steps}
     reliability = reviewer_reliability(reviewers)
     states = context_states({row["context_id"] for row in comparisons})
@@ -328,10 +328,12 @@ def _comparison_rows() -> list[dict]:
     )  # fmt: skip
 
 
-def _demonstration_rows() -> list[dict]:
+def demonstration_step_rows() -> list[dict]:
+    """Every demonstration step with what training needs of its demonstration."""
     return list(
         DemonstrationStep.objects.order_by("demonstration_id", "index").values(
-            "id", "state", "chosen", "rejected",
+            "id", "demonstration_id", "state", "shown", "chosen", "rejected",
+            demonstration_created_at=F("demonstration__created_at"),
             demonstration_updated_at=F("demonstration__updated_at"),
             reviewer_id=F("demonstration__reviewer_id"),
             channel=F("demonstration__channel"),

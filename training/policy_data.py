@@ -14,13 +14,16 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import F
 
-from annotation.models import DemonstrationStep
 from annotation.quality_selectors import reviewer_reliability
 from catalog.models import LoggedInteraction, UserContext
 from governance.engine.core import EngineContext
-from training.datasets import CHANNEL_WEIGHTS, FeatureSpace, context_states
+from training.datasets import (
+    CHANNEL_WEIGHTS,
+    FeatureSpace,
+    context_states,
+    demonstration_step_rows,
+)
 from training.ml.features import Contexts
 from training.ml.policy_training import REJECT_REASONS, DemonstrationSteps, LoggedBatch
 
@@ -82,22 +85,13 @@ def policy_data(space: FeatureSpace, *, k: int, seed: int) -> PolicyData:
 
 
 def _step_rows(space: FeatureSpace) -> list[dict]:
-    rows = DemonstrationStep.objects.order_by("demonstration_id", "index").values(
-        "id", "demonstration_id", "state", "shown", "chosen", "rejected",
-        created_at=F("demonstration__created_at"),
-        updated_at=F("demonstration__updated_at"),
-        reviewer_id=F("demonstration__reviewer_id"),
-        channel=F("demonstration__channel"),
-        guideline_version_id=F("demonstration__guideline_version_id"),
-        segment=F("demonstration__context__segment"),
-        audience=F("demonstration__context__audience"),
-    )  # fmt: skip
+    rows = demonstration_step_rows()
     # A step whose chosen items all left the catalog teaches nothing.
     return [row for row in rows if any(pk in space.position_of_pk for pk in row["chosen"])]
 
 
 def _heldout_demonstrations(rows: list[dict]) -> set[int]:
-    created = {row["demonstration_id"]: row["created_at"] for row in rows}
+    created = {row["demonstration_id"]: row["demonstration_created_at"] for row in rows}
     by_age = sorted(created, key=lambda pk: (created[pk], pk))
     return set(by_age[len(by_age) - int(len(by_age) * HELDOUT_SHARE) :])
 
@@ -189,7 +183,7 @@ def _replay_states(seed: int) -> list[dict]:
 def _snapshot_hash(space: FeatureSpace, rows: list[dict], logged: LoggedBatch | None) -> str:
     digest = hashlib.sha256(repr(space.vocabulary.to_dict()).encode())
     for row in rows:
-        digest.update(f"s{row['id']}@{row['updated_at'].isoformat()};".encode())
+        digest.update(f"s{row['id']}@{row['demonstration_updated_at'].isoformat()};".encode())
     digest.update(f"logged:{len(logged) if logged is not None else 0}".encode())
     return digest.hexdigest()
 

@@ -139,11 +139,7 @@ def _compare_with_promoted(metrics: dict, space: FeatureSpace, data: PolicyData,
         return
     baseline = {"version": promoted.version}
     try:
-        space.check_model(promoted.feature_schema)
-        policy = load_policy(
-            registry.model_store() / promoted.artifact_path,
-            sha256=promoted.artifact_sha256, schema=space.schema,
-        )  # fmt: skip
+        policy = loaded_policy(promoted, space)
     except (ValueError, OSError) as error:
         baseline["error"] = str(error)
     else:
@@ -155,9 +151,10 @@ def _compare_with_promoted(metrics: dict, space: FeatureSpace, data: PolicyData,
     metrics["promoted"] = baseline
 
 
-def loaded_policy(version) -> RecommenderPolicy:
-    """A registered policy from its artifact, checked against the current catalog."""
-    space = feature_space()
+def loaded_policy(version, space: FeatureSpace | None = None) -> RecommenderPolicy:
+    """A registered policy from its artifact, checked against the catalog's feature space
+    (the current one unless given)."""
+    space = space or feature_space()
     space.check_model(version.feature_schema)
     return load_policy(
         registry.model_store() / version.artifact_path,

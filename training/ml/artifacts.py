@@ -1,10 +1,18 @@
-"""Writing model artifacts so that a reader sees the old file or the whole new one, never
-a part: a temporary file in the same folder, fsync, rename, fsync of the folder."""
+"""Model artifacts: written so that a reader sees the old file or the whole new one, never a
+part (a temporary file in the same folder, fsync, rename, fsync of the folder), and read
+only when they hash to the sha256 the registry recorded."""
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that must not be used: wrong digest, format or feature schema."""
 
 
 def write_atomically(path: Path, data: bytes) -> str:
@@ -21,6 +29,19 @@ def write_atomically(path: Path, data: bytes) -> str:
         raise
     _fsync_folder(path.parent)
     return hashlib.sha256(data).hexdigest()
+
+
+def read_verified(path: str | Path, *, sha256: str, checkpoint_format: str) -> dict:
+    """The payload saved at ``path``; CheckpointError unless the file hashes to ``sha256``
+    and holds a checkpoint of ``checkpoint_format``."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise CheckpointError(f"sha256 mismatch: expected {sha256}, file has {digest}")
+    payload = torch.load(io.BytesIO(data), weights_only=True)
+    if payload.get("format") != checkpoint_format:
+        raise CheckpointError(f"unknown checkpoint format {payload.get('format')!r}")
+    return payload
 
 
 def _fsync_folder(folder: Path) -> None:

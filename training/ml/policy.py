@@ -62,7 +62,6 @@ Checkpoints are written atomically and identified by their sha256, like reward m
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from collections.abc import Sequence
@@ -83,7 +82,7 @@ from governance.engine.core import (
     RecentTopicRepeat,
     SensitiveTopicPenalty,
 )
-from training.ml.artifacts import write_atomically
+from training.ml.artifacts import CheckpointError, read_verified, write_atomically
 from training.ml.features import (
     CLICK_RATE_PRIOR,
     N_RATINGS,
@@ -93,7 +92,6 @@ from training.ml.features import (
     Contexts,
     FeatureSchema,
 )
-from training.ml.reward_model import CheckpointError
 
 CHECKPOINT_FORMAT = "shepherd-policy/1"
 N_HISTORY_DIRECTIONS = 4  # click rate − r0, history topics, recent exposure, exposure × fatigue
@@ -655,13 +653,7 @@ def save_policy(
 def load_policy(path: str | Path, *, sha256: str, schema: FeatureSchema) -> RecommenderPolicy:
     """The policy saved at ``path``; CheckpointError if the file's sha256 is not ``sha256``,
     its format is unknown or its feature schema's vocabulary differs from ``schema``."""
-    data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise CheckpointError(f"sha256 mismatch: expected {sha256}, file has {digest}")
-    payload = torch.load(io.BytesIO(data), weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"unknown checkpoint format {payload.get('format')!r}")
+    payload = read_verified(path, sha256=sha256, checkpoint_format=CHECKPOINT_FORMAT)
     shape = ScorerShape.from_schema(schema)
     saved = ScorerShape.from_schema(FeatureSchema.from_dict(payload["feature_schema"]))
     if saved != shape:

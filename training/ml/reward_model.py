@@ -38,7 +38,6 @@ os.replace) and identified by their sha256; loading verifies the digest and the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from dataclasses import asdict, dataclass
@@ -47,7 +46,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from training.ml.artifacts import write_atomically
+from training.ml.artifacts import CheckpointError, read_verified, write_atomically
 from training.ml.features import FeatureSchema
 from training.ml.losses import davidson_log_probabilities
 
@@ -214,10 +213,6 @@ class RewardModel(nn.Module):
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that must not be used: wrong digest, format or feature schema."""
-
-
 def save_checkpoint(path: str | Path, model: RewardModel, schema: FeatureSchema, step: int) -> str:
     """Write the checkpoint atomically; return the sha256 (hex) of the file written."""
     path = Path(path)
@@ -242,13 +237,7 @@ def load_checkpoint(
 ) -> tuple[RewardModel, int]:
     """The model and step saved at ``path``; CheckpointError if the file's sha256 is not
     ``sha256`` or its feature schema differs from ``schema``."""
-    data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise CheckpointError(f"sha256 mismatch: expected {sha256}, file has {digest}")
-    payload = torch.load(io.BytesIO(data), weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"unknown checkpoint format {payload.get('format')!r}")
+    payload = read_verified(path, sha256=sha256, checkpoint_format=CHECKPOINT_FORMAT)
     saved = FeatureSchema.from_dict(payload["feature_schema"])
     if saved != schema:
         raise CheckpointError(f"feature schema differs: checkpoint {saved}, expected {schema}")

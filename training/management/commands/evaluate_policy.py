@@ -18,7 +18,7 @@ from django.utils import timezone
 from training import registry
 from training.datasets import VocabularyChanged, feature_space
 from training.logged_ope import SliceError
-from training.ml.reward_model import CheckpointError
+from training.ml.artifacts import CheckpointError
 from training.models import ModelKind, ModelVersion
 from training.policy_evaluation import Evaluated, policy_ope
 from training.policy_training import SLATE_SIZE, loaded_policy
