@@ -104,6 +104,13 @@ class QueueTask(models.Model):
                 F("priority").desc(), "id", condition=Q(status=TaskStatus.OPEN),
                 name="task_open_by_priority",
             ),
+            # The same order within one kind: a lease for a rare kind (gold, adjudication,
+            # flags) finds its few open tasks here instead of walking past every open
+            # comparison; at 10⁶ tasks that walk was a full scan taking up to 0.9 s.
+            models.Index(
+                "kind", F("priority").desc(), "id", condition=Q(status=TaskStatus.OPEN),
+                name="task_open_by_kind_priority",
+            ),
         ]  # fmt: skip
 
     def __str__(self) -> str:

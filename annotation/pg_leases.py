@@ -107,7 +107,7 @@ def _claim_sql() -> str:
     )
 
 
-def lease(
+def lease_statement(
     *,
     reviewer_id: int,
     audiences: list[str],
@@ -118,17 +118,21 @@ def lease(
     now: datetime,
     expires: datetime,
     left: str,
-) -> Assignment | None:
-    """Lease the best task for the reviewer; the assignment with its task and context
-    attached, or None when nothing fits."""
-    sql = _lease_sql()
+) -> tuple[str, dict]:
+    """The lease statement and its parameters (``lease`` runs them; tests explain them)."""
     params = {
         "reviewer": reviewer_id, "audiences": list(audiences), "kinds": kinds,
         "never_kinds": list(never_kinds), "exclude": list(exclude), "had_it": list(had_it),
         "now": now, "expires": expires, "left": left,
     }  # fmt: skip
+    return _lease_sql(), params
+
+
+def lease(**arguments) -> Assignment | None:
+    """Lease the best task for the reviewer (arguments as ``lease_statement``); the
+    assignment with its task and context attached, or None when nothing fits."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*lease_statement(**arguments))
         row = cursor.fetchone()
     if row is None:
         return None
