@@ -206,7 +206,8 @@ class TrainingSettings(models.Model):
     )  # fmt: skip
     policy_critic_steps = models.PositiveIntegerField(
         default=1500, validators=[MinValueValidator(1), MaxValueValidator(100_000)],
-        help_text="optimisation steps of the policy's critic on the logs and the reward model",
+        help_text="optimisation steps of the policy's critic on the logs and the reward model, "
+        "at most: the fit stops early when held-out logs stop improving",
     )  # fmt: skip
     ope_margin = models.FloatField(
         default=0.02, validators=[MinValueValidator(0)],

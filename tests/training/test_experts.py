@@ -151,6 +151,13 @@ def test_contexts_are_live_sessions_of_returning_users(small_pairs):
     assert any(state.t > 0 for state in pairs.states)
 
 
+def test_contexts_of_users_without_earlier_impressions_are_new_sessions():
+    sim = Simulator(SMALL, seed=1)
+    config = E.ExpertConfig(earlier_impressions=0, session_steps=0)
+    states = E.sample_contexts(sim, 3, np.random.default_rng(0), config)
+    assert [(len(s.history), s.t, s.left) for s in states] == [(0, 0, False)] * 3
+
+
 def test_the_featurizer_gives_one_row_per_slate(small_pairs):
     sim, pairs = small_pairs
     x_a, x_b = E.Featurizer(sim)(pairs.take(np.arange(50)))

@@ -133,3 +133,52 @@ def test_the_reward_model_teaches_the_critic_and_gauges_exploration(world):
     )
     assert spread.shape == (40, 3)
     assert ((spread >= 0) & (spread <= 0.5)).all()
+
+
+def test_held_out_logged_rows_are_disjoint_from_the_fitted_ones_and_small_logs_keep_all():
+    sim = Simulator(SimConfig(n_items=150, n_users=40), seed=2)
+    adapter = PS.SimAdapter(sim, PS.sim_content_policy(sim))
+    logged, _, _ = PS.simulate_logged(sim, adapter, 600, np.random.default_rng(4))
+    fit, held_out = PT.split_held_out(logged, 0.1, seed=0)
+    assert len(fit) == 540
+    assert len(held_out) == 60
+    assert len(set(fit.tolist())) == 540
+    # together they are the log, row for row (compared as sorted rows of slate and reward)
+    together = np.column_stack([
+        np.concatenate([logged.slates[fit], held_out.slates]),
+        np.concatenate([logged.rewards[fit], held_out.rewards]),
+    ])  # fmt: skip
+    whole = np.column_stack([logged.slates, logged.rewards])
+    assert (np.unique(together, axis=0) == np.unique(whole, axis=0)).all()
+    every, none = PT.split_held_out(logged, 0.05, seed=0)  # 30 rows: too few to stop on
+    assert none is None
+    assert (every == np.arange(600)).all()
+
+
+def test_the_offline_fit_stops_when_held_out_logs_stop_improving_and_keeps_its_best(world):
+    sim, compiled, adapter = world
+    torch.manual_seed(0)
+    logged, states, _ = PS.simulate_logged(sim, adapter, 1500, np.random.default_rng(5))
+    engine = [PS.engine_context(sim, s) for s in states]
+    # A large step size over-fits 1,350 rows fast: the held-out loss turns up early.
+    critic = PT.CriticConfig(lr=0.03, weight_decay=0.0)
+    config = PT.ImprovementConfig(
+        offline_steps=3000, validation_every=10, patience=3, distill_weight=0.0, critic=critic
+    )
+    measured = []
+
+    def logger(phase, step, loss):
+        if phase == "critic_held_out":
+            measured.append((step, loss))
+
+    result = PT.train_policy(
+        shape=ScorerShape.from_schema(adapter.schema), items=adapter.items,
+        rules=adapter.rules, k=sim.config.slate_size, demonstrations=None, logged=logged,
+        logged_engine=engine, config=config, logger=logger,
+    )  # fmt: skip
+    steps, losses = zip(*measured, strict=True)
+    best = int(np.argmin(losses))
+    assert len(measured) == best + 1 + config.patience < 300  # stopped, long before 3,000
+    assert result.offline_steps == steps[best]
+    _, held_out = PT.split_held_out(logged, config.validation_share, critic.seed)
+    assert result.improver.held_out_loss(held_out) == pytest.approx(losses[best], rel=1e-6)

@@ -20,6 +20,8 @@ from training.ml.simulator import (
     AUDIENCE_RATINGS,
     EVENT_HARMFUL,
     EVENT_LEFT,
+    LEFT_ANYWAY,
+    LEFT_DRIVEN_AWAY,
     SEGMENTS,
     SENSITIVE_TOPICS,
     TOPICS,
@@ -28,6 +30,7 @@ from training.ml.simulator import (
     Simulator,
     UserState,
     World,
+    fatigue_after,
     position_weights,
     sigmoid,
 )
@@ -452,15 +455,83 @@ def test_user_left_event_is_emitted_exactly_when_the_user_leaves_before_the_hori
         state = sim.initial_state(user, rng)
         while not state.left:
             result = sim.step(state, rng.choice(config.n_items, size=5, replace=False), rng)
-            left_event = (EVENT_LEFT, None) in result.events
+            left_event = any(name == EVENT_LEFT for name, _ in result.events)
             if left_event:
                 assert result.state.left
-                assert result.events[-1] == (EVENT_LEFT, None)
+                assert result.events[-1][0] == EVENT_LEFT
             if result.state.left and result.state.t < config.horizon:
                 assert left_event
             early_leaves += left_event
             state = result.state
     assert early_leaves > 0
+
+
+def test_a_departure_is_driven_away_exactly_as_often_as_harm_adds_to_leaving():
+    # One slate shown again and again from one state: given the clicks, P(leave) and the
+    # probability of leaving anyway (same clicks and fatigue, no harm) are known, so the
+    # number of departures driven away must match its expectation.
+    config = SimConfig(n_items=200, n_users=50, l0=-2.0, l_harm=1.5)
+    sim = Simulator(config, seed=3)
+    rng = np.random.default_rng(11)
+    user = next(u for u in range(config.n_users) if sim.harm(u).max() > 0)
+    state = sim.initial_state(user, rng)
+    harmful = np.flatnonzero(sim.harm(user) > 0)
+    slate = np.concatenate([harmful[:2], np.setdiff1d(np.arange(200), harmful)[:3]])
+    harm = sim.harm(state.user)[slate].sum()
+    fatigue = fatigue_after(state.fatigue, sim.world.item_topics[slate], config.fatigue_decay)
+    expected_left = expected_driven = 0.0
+    left = driven = 0
+    for _ in range(20_000):
+        result = sim.step(state, slate, rng)
+        clicks = len(result.clicks)
+        base = config.l0 + config.l_fatigue * fatigue.mean() - config.l_click * clicks
+        p_leave = sigmoid(base + config.l_harm * harm)
+        expected_left += p_leave
+        expected_driven += p_leave - sigmoid(base)
+        causes = [detail for name, detail in result.events if name == EVENT_LEFT]
+        left += len(causes)
+        driven += causes == [LEFT_DRIVEN_AWAY]
+        assert causes in ([], [LEFT_DRIVEN_AWAY], [LEFT_ANYWAY])
+    assert harm > 0
+    assert abs(left - expected_left) < 4 * np.sqrt(expected_left)
+    assert abs(driven - expected_driven) < 4 * np.sqrt(expected_driven)
+
+
+def test_without_harm_in_the_leave_model_nobody_is_driven_away():
+    config = SimConfig(n_items=200, n_users=50, l0=-1.0, l_harm=0.0)
+    sim = Simulator(config, seed=4)
+    rng = np.random.default_rng(12)
+    causes = []
+    for user in range(config.n_users):
+        state = sim.initial_state(user, rng)
+        while not state.left:
+            result = sim.step(state, rng.choice(config.n_items, size=5, replace=False), rng)
+            causes += [detail for name, detail in result.events if name == EVENT_LEFT]
+            state = result.state
+    assert causes
+    assert set(causes) == {LEFT_ANYWAY}
+
+
+def test_mean_fatigue_after_a_slate_does_not_depend_on_which_items_it_shows():
+    sim = Simulator(SimConfig(n_items=200, n_users=10), seed=6)
+    rng = np.random.default_rng(13)
+    fatigue = rng.uniform(0, 1, len(sim.world.topics))
+    means = {
+        round(fatigue_after(fatigue, sim.world.item_topics[slate], 0.7).mean(), 12)
+        for slate in (rng.choice(200, 5, replace=False) for _ in range(50))
+    }
+    assert len(means) == 1
+
+
+def test_segment_tastes_give_every_user_their_segments_mean_preferences():
+    world = Simulator(SimConfig(n_items=200, n_users=80, tastes="segment"), seed=5).world
+    means = world.segment_preferences[world.user_segment]
+    np.testing.assert_array_equal(world.user_preferences, means)
+    individual = Simulator(SimConfig(n_items=200, n_users=80), seed=5).world
+    assert not np.array_equal(individual.user_preferences, individual.segment_preferences[
+        individual.user_segment])  # fmt: skip
+    with pytest.raises(ValueError, match="tastes"):
+        SimConfig(tastes="personal")
 
 
 def test_stepping_a_session_that_has_ended_raises():
@@ -485,7 +556,7 @@ def test_the_session_ends_at_the_horizon():
     for t in range(config.horizon):
         assert not state.left
         result = sim.step(state, sim.greedy_slate(state), rng)
-        assert (EVENT_LEFT, None) not in result.events
+        assert all(name != EVENT_LEFT for name, _ in result.events)
         state = result.state
         assert state.t == t + 1
     assert state.left

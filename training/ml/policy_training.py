@@ -82,6 +82,13 @@ bias the click estimates toward the noisiest rows), scaled to mean 1 per batch. 
 reward-model term and the dual ascent draw their contexts from the same buffer, by the
 same priorities (contexts without a response may be added, with priority 1).
 
+Offline, before serving, the critic fits the logs (and the reward-model term) for at most
+``offline_steps`` steps, measured every ``validation_every`` steps on a held-out
+``validation_share`` of the logged rows; it stops after ``patience`` measurements without
+improvement and keeps its best weights (early stopping). Fit further, it extrapolates to
+items the logging policy seldom showed and its greedy slates get worse (measured in
+bench/policy.py's world: 0.85 × the oracle's return after 400 steps, 0.44 after 6,000).
+
 4. Staged exploration (``serve_slates``)
 ----------------------------------------
 Stage 0: greedy. Stage 1: a request explores with probability ``share`` while the day's
@@ -834,7 +841,10 @@ class ImprovementConfig:
     penalty_budget: float = 0.5  # b: the admin's budget of expected soft penalty per slate
     dual_lr: float = 0.05  # η of the dual ascent on λ (λ per unit of penalty over budget)
     dual_contexts: int = 128  # replay contexts per dual-ascent measurement
-    offline_steps: int = 1500  # critic steps on the logged rewards before serving
+    offline_steps: int = 1500  # at most this many critic steps on the logs before serving
+    validation_share: float = 0.1  # logged rows held out to stop the offline fit early
+    validation_every: int = 100  # critic steps between two held-out measurements
+    patience: int = 3  # measurements without improvement before the offline fit stops
     distill_weight: float = 0.5  # weight of the reward-model term against the logged rewards
     distill_every: int = 8  # one reward-model step every this many critic steps
     distill_batch: int = 64  # pairs per reward-model step
@@ -946,6 +956,48 @@ class PolicyImprover:
                 logger("critic", self.trainer.steps, loss)
         return loss
 
+    def fit_offline(
+        self, held_out: LoggedBatch | None, steps: int, *, logger: Logger = no_logging
+    ) -> int:
+        """At most ``steps`` critic steps on what the buffer holds, stopped early when the
+        loss on the held-out logged rows has not improved for ``patience`` measurements;
+        the critic keeps its best weights. Returns the steps those weights had."""
+        if held_out is None or len(held_out) < MIN_HELD_OUT_ROWS:
+            self.train(steps, logger=logger)
+            return steps
+        critic = self.policy.critic
+        best_loss, best_state, best_steps, stale, done = math.inf, None, 0, 0, 0
+        while done < steps and stale < self.config.patience:
+            chunk = min(self.config.validation_every, steps - done)
+            self.train(chunk, logger=logger)
+            done += chunk
+            loss = self.held_out_loss(held_out)
+            logger("critic_held_out", done, loss)
+            if loss < best_loss:
+                best_loss, best_steps, stale = loss, done, 0
+                best_state = {name: t.clone() for name, t in critic.state_dict().items()}
+            else:
+                stale += 1
+        critic.load_state_dict(best_state)
+        return best_steps
+
+    @torch.no_grad()
+    def held_out_loss(self, rows: LoggedBatch) -> float:
+        """The critic's mean loss (``critic_losses``) on logged rows it was not fit on."""
+        has_clicks = rows.clicks is not None
+        clicks = rows.clicks if has_clicks else np.zeros(rows.slates.shape, dtype=bool)
+        losses, _ = critic_losses(
+            self.policy.critic,
+            ContextTensors.from_contexts(rows.contexts, self.policy.shape.n_segments),
+            self.items,
+            torch.from_numpy(rows.slates),
+            torch.from_numpy(rows.rewards.astype(np.float32)),
+            torch.from_numpy(clicks.astype(np.float32)),
+            torch.full((len(rows),), has_clicks),
+            self.config.critic.cost_weight,
+        )
+        return float(losses.mean())
+
     def _sample_inputs(self, n: int) -> tuple[Contexts, PolicyInputs, np.ndarray] | None:
         if self.input_builder is None or not len(self.buffer):
             return None
@@ -990,6 +1042,27 @@ class PolicyTrainingResult:
     bc: BCResult | None
     improver: PolicyImprover
     penalties: list[float] = field(default_factory=list)  # measured E[penalty] per dual step
+    offline_steps: int = 0  # critic steps on the logs the served critic had (early stopping)
+
+
+MIN_HELD_OUT_ROWS = 50  # fewer held-out rows measure too noisily to stop on
+
+
+def split_held_out(
+    logged: LoggedBatch, share: float, seed: int
+) -> tuple[np.ndarray, LoggedBatch | None]:
+    """The rows to fit on (positions into ``logged``) and the held-out rows (None when
+    there would be fewer than MIN_HELD_OUT_ROWS: then every row is fit on)."""
+    order = np.random.default_rng([seed, 7]).permutation(len(logged))
+    n_held = int(round(share * len(logged)))
+    if n_held < MIN_HELD_OUT_ROWS:
+        return np.arange(len(logged)), None
+    held = np.sort(order[:n_held])
+    held_out = LoggedBatch(
+        logged.contexts.take(held), logged.slates[held], logged.rewards[held],
+        None if logged.clicks is None else logged.clicks[held],
+    )  # fmt: skip
+    return np.sort(order[n_held:]), held_out
 
 
 def train_policy(
@@ -1031,16 +1104,21 @@ def train_policy(
         policy, items, rules, k, config, reward_scorer=reward_scorer,
         input_builder=input_builder, n_topics=shape.n_topics,
     )  # fmt: skip
+    held_out = None
     if logged is not None and len(logged):
+        fit, held_out = split_held_out(logged, config.validation_share, config.critic.seed)
         improver.buffer.add(
-            logged.contexts, logged.slates, logged.rewards, logged.clicks, engine=logged_engine
-        )
+            logged.contexts.take(fit), logged.slates[fit], logged.rewards[fit],
+            None if logged.clicks is None else logged.clicks[fit],
+            engine=None if logged_engine is None else [logged_engine[i] for i in fit],
+        )  # fmt: skip
     penalties = []
+    offline_steps = 0
     if len(improver.buffer) and improver.buffer.has_response[: len(improver.buffer)].any():
-        improver.train(config.offline_steps, logger=logger)
+        offline_steps = improver.fit_offline(held_out, config.offline_steps, logger=logger)
     for _ in range(dual_steps if input_builder is not None else 0):
         penalties.append(improver.update_multiplier(greedy=dual_greedy))
-    return PolicyTrainingResult(policy, bc, improver, penalties)
+    return PolicyTrainingResult(policy, bc, improver, penalties, offline_steps)
 
 
 # --- 4. staged exploration --------------------------------------------------------------------

@@ -15,8 +15,9 @@ feature vector
                                     ε_i ~ N(0, feature_noise² I).
 
 User u has topic preferences p_u ∈ [0, 1]^T (high on a few favourite topics drawn from
-its segment's focus), an audience (adult or minor: the "teen" segment) and a harm
-tolerance τ_u (adults 1–3, minors 0–1).
+its segment's focus; with ``tastes="segment"`` every user has their segment's mean instead,
+so that what a context shows, the segment, determines them), an audience (adult or minor:
+the "teen" segment) and a harm tolerance τ_u (adults 1–3, minors 0–1).
 
 The state of a user's session is s = (fatigue f ∈ R^T_{≥0}, step t, history, hour, …).
 
@@ -32,8 +33,15 @@ One step: the recommender shows a slate (i_1, …, i_k)
     fatigue         f' = δ f + Σ_j w_j z_{i_j}   (grows when a topic repeats, decays otherwise)
 
 Events name the bad experiences: ``harmful_item_shown`` for every shown item with h_i > 0,
-and ``user_left`` when the user leaves (the session ends). Long-term satisfaction is the
-discounted return G = Σ_t γ^t r_t over a session of at most ``horizon`` steps.
+and ``user_left`` when the user leaves (the session ends), with its cause. One uniform draw
+ρ decides leaving (ρ < P(leave)); the departure was ``driven_away`` when the user would
+have stayed had the slate not harmed them, ρ ≥ sigmoid(l_0 + l_fatigue mean(f')
+− l_click Σ_j c_j) (the same clicks and fatigue, no harm), and ``anyway`` otherwise. Mean
+fatigue is the same after every slate of k items (each topic mixture sums to 1, so
+mean(f') = δ mean(f) + Σ_j w_j / T): it measures how long the session has run, not what it
+showed. Users end sessions at that rate whatever they are shown; no recommender can
+prevent it, and it is not counted against one. Long-term
+satisfaction is the discounted return G = Σ_t γ^t r_t over a session of at most ``horizon`` steps.
 
 The expected immediate reward is additive over positions,
 
@@ -91,6 +99,9 @@ SEGMENTS: dict[str, tuple[tuple[str, ...], str, float]] = {
 AUDIENCE_RATINGS = ("all", "teen", "adult")
 EVENT_HARMFUL = "harmful_item_shown"
 EVENT_LEFT = "user_left"
+LEFT_DRIVEN_AWAY = "driven_away"  # the cause of a departure (module docstring)
+LEFT_ANYWAY = "anyway"
+TASTES = ("individual", "segment")
 
 _ADJECTIVES = (
     "Essential", "Quick", "Hidden", "Complete", "Modern", "Classic", "Weekend", "Daily",
@@ -123,6 +134,11 @@ class SimConfig:
     logging_temperature: float = 1.0  # of the logging policy's Plackett–Luce scores
     logging_relevance: float = 2.0  # η: weight of segment relevance in logging scores
     logging_epsilon: float = 0.05  # share of uniformly random slates in the logging policy
+    tastes: str = "individual"  # per-user favourites, or "segment": the segment's mean
+
+    def __post_init__(self) -> None:
+        if self.tastes not in TASTES:
+            raise ValueError(f"tastes: expected one of {TASTES}, got {self.tastes!r}")
 
 
 @dataclass(frozen=True)
@@ -320,7 +336,8 @@ class Simulator:
         weights = position_weights(slates.shape[1])
         examined = rng.random(slates.shape) < weights
         clicks = examined & (rng.random(slates.shape) < sigmoid(logits))
-        harm = np.stack([self.harm(int(u))[s] for u, s in zip(users, slates, strict=True)])
+        per_row = [self.harm(int(u))[s] for u, s in zip(users, slates, strict=True)]
+        harm = np.asarray(per_row, dtype=float).reshape(slates.shape)  # B may be 0
         rewards = clicks.sum(axis=1) - c.harm_weight * (harm @ weights)
         return clicks, rewards
 
@@ -361,10 +378,13 @@ class Simulator:
         leave_logit = (
             c.l0 + c.l_harm * harm.sum() + c.l_fatigue * fatigue.mean() - c.l_click * clicked.sum()
         )
-        left = bool(rng.random() < sigmoid(leave_logit))
+        draw = rng.random()
+        left = bool(draw < sigmoid(leave_logit))
         events = [(EVENT_HARMFUL, int(i)) for i, h in zip(slate, harm, strict=True) if h > 0]
         if left:
-            events.append((EVENT_LEFT, None))
+            unharmed_logit = leave_logit - c.l_harm * harm.sum()
+            anyway = draw < sigmoid(unharmed_logit)
+            events.append((EVENT_LEFT, LEFT_ANYWAY if anyway else LEFT_DRIVEN_AWAY))
         shown = tuple(
             (int(i), "click" if hit else "view") for i, hit in zip(slate, clicked, strict=True)
         )
@@ -511,6 +531,8 @@ def build_world(config: SimConfig, rng: np.random.Generator) -> World:
             for g in range(len(segment_names))
         ]
     )
+    if config.tastes == "segment":
+        preferences = segment_preferences[user_segment]
     return World(
         topics=TOPICS,
         topic_sensitive=topic_sensitive,
