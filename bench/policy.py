@@ -10,10 +10,11 @@ that a recommender seeing the context could reach: with individual hidden tastes
 simulator's default, ``--tastes individual``) no policy that sees only the context can
 come near the oracle (a policy with the exact segment-level tastes returns 0.90 of it),
 and "within 5% of the oracle" would measure what contexts hide rather than how a learner
-learns. What stays hidden is each user's harm tolerance. The content policy is
-training/ml/policy_sim.py's (hard: no sensitive topics, nothing above sensitivity 1 and
-no adults-only items for minors, no sensitivity 3 for anyone, ≥ 3 sources and ≤ 2 items
-per topic per slate; soft: sensitive topics, recent-topic repeats, source variety).
+learns. Each user's harm tolerance stays hidden (measured: it costs nothing here). The
+content policy is training/ml/policy_sim.py's (hard: no sensitive topics, nothing above
+sensitivity 1 and no adults-only items for minors, no sensitivity 3 for anyone, ≥ 3
+sources and ≤ 2 items per topic per slate; soft: sensitive topics, recent-topic repeats,
+source variety).
 Every method builds its slates with the same slate builder (training/ml/policy.py) under
 the same hard-rule masks and slate rules.
 
@@ -75,7 +76,7 @@ stderr also gets each method's curve, harmful items and departures separately, a
 interactions to 80% of the oracle.
 
 Run time: about 7 minutes on 2 cores (torch on one thread). Flags --share,
---daily-budget, --kl and --harm-aversion override ours' settings for studies.
+--daily-budget, --kl, --harm-aversion and --distill override ours' settings for studies.
 """
 
 from __future__ import annotations
@@ -557,13 +558,16 @@ def main() -> None:
     parser.add_argument("--daily-budget", type=int, default=EXPLORATION.daily_budget)
     parser.add_argument("--kl", type=float, default=OURS_KL)
     parser.add_argument("--harm-aversion", type=float, default=PT.ImprovementConfig.harm_aversion)
+    parser.add_argument("--distill", type=float, default=PT.ImprovementConfig.distill_weight)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # on 2 shared cores, more threads only contend
     started = time.perf_counter()
     world = build_world(args.seed, args.logged, args.tastes)
     log(f"world ready ({time.perf_counter() - started:.0f} s)")
-    config = PT.ImprovementConfig(kl_coefficient=args.kl, harm_aversion=args.harm_aversion)
+    config = PT.ImprovementConfig(
+        kl_coefficient=args.kl, harm_aversion=args.harm_aversion, distill_weight=args.distill
+    )
     methods = args.methods.split(",")
     results: dict[str, RunResult] = {}
     # The oracle always runs: every ratio is to its final return.
