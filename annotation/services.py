@@ -98,8 +98,9 @@ def task_lease_next(
     A task waits for a matching expert: its audience must be one the reviewer's roles
     allow and its skills a subset of theirs. Gold tasks are mixed in, looking like any
     comparison, at the rate the queue settings give. On PostgreSQL the candidate row is
-    locked with FOR UPDATE SKIP LOCKED over the index on (priority desc, id) of open tasks,
-    so concurrent reviewers never wait for each other and never get the same slot; on
+    locked with FOR UPDATE SKIP LOCKED over the index on (priority desc, id) of open tasks
+    (or, for a rare kind such as gold, on (kind, priority desc, id)), so concurrent
+    reviewers never wait for each other and never get the same slot; on
     SQLite the transaction itself is serialized (IMMEDIATE), which is correct if slower.
     """
     audiences = task_audiences_for(reviewer) if audiences is None else audiences
