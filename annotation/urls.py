@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("compare/", views.compare, name="compare"),
     path("compare/prefetch/", views.compare_prefetch, name="compare_prefetch"),
+    path("compare/waiting/", views.compare_waiting, name="compare_waiting"),
     path("assignments/<int:pk>/comparison/", views.compare_submit, name="compare_submit"),
     path("assignments/<int:pk>/skip/", views.assignment_skip, name="assignment_skip"),
     path(

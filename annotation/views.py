@@ -97,6 +97,24 @@ def compare_prefetch(request: HttpRequest) -> HttpResponse:
     return _next_card(request, template, exclude=current)
 
 
+@access(GET=TAKE_TASKS)
+def compare_waiting(request: HttpRequest) -> HttpResponse:
+    """Polled by an empty comparison card. When there is something for the reviewer (new
+    guidelines to read, or a task, leased here so that the reload resumes it) the page
+    reloads through its own view (HX-Refresh); otherwise 204, and the card waits on."""
+    ready = guideline_versions_pending(user=request.user) or (
+        services.task_lease_next(
+            reviewer=request.user, now=timezone.now(), kinds=[TaskKind.COMPARE]
+        )
+        is not None
+    )
+    if not ready:
+        return HttpResponse(status=204)
+    response = HttpResponse()
+    response["HX-Refresh"] = "true"
+    return response
+
+
 @access(POST=TAKE_TASKS)
 def compare_submit(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _own_assignment(request, pk)

@@ -294,3 +294,51 @@ def test_nobody_edits_anothers_label_or_a_locked_one(
     })  # fmt: skip
     assert "locked" in locked.text
     assert AuditEvent.objects.filter(action="comparison.lock").count() == 1
+
+
+def test_an_empty_card_waits_then_reloads_onto_a_task_leased_for_it(client, curator):
+    ensure_criteria()
+    client.force_login(curator)
+    empty = client.get(reverse("annotation:compare"))
+    waiting = reverse("annotation:compare_waiting")
+    assert "Nothing to compare right now" in empty.text
+    assert f'hx-get="{waiting}"' in empty.text
+
+    nothing = client.get(waiting, headers=HTMX)
+    assert nothing.status_code == 204
+    assert "HX-Refresh" not in nothing
+
+    context, items = small_catalog()
+    compare_tasks(context, items, 1)
+    ready = client.get(waiting, headers=HTMX)
+    assert ready.status_code == 200
+    assert ready["HX-Refresh"] == "true"
+    leased = live(curator)
+    reloaded = client.get(reverse("annotation:compare"))
+    assert f'data-assignment="{leased.pk}"' in reloaded.text  # the reload resumes it
+
+
+def test_a_waiting_card_reloads_for_new_guidelines_without_leasing(
+    client, curator, policy_admin, tasks
+):
+    guideline = governance.guideline_create(
+        actor=policy_admin, slug="compare", title="C", task_kind="compare"
+    )
+    draft = governance.guideline_version_create_draft(
+        actor=policy_admin, guideline=guideline, body="# Compare well", changelog="first"
+    )
+    governance.guideline_version_publish(actor=policy_admin, version=draft)
+    client.force_login(curator)
+
+    ready = client.get(reverse("annotation:compare_waiting"), headers=HTMX)
+
+    assert ready["HX-Refresh"] == "true"
+    assert not Assignment.objects.filter(reviewer=curator).exists()
+
+
+def test_the_study_page_waits_too(client, study_participant):
+    ensure_criteria()
+    client.force_login(study_participant)
+    page = client.get(reverse("annotation:study"))
+    assert "There is nothing more to answer right now" in page.text
+    assert f'hx-get="{reverse("annotation:compare_waiting")}"' in page.text

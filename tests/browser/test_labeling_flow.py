@@ -66,6 +66,24 @@ def test_three_comparisons_by_keyboard_alone(page, live_server, reviewer, screen
         assert comparison.time_spent_ms > 0
 
 
+def test_an_empty_comparison_page_shows_the_task_that_arrives(page, live_server, screenshot):
+    ensure_criteria()
+    make_user("waiting", Role.CURATOR)
+    log_in(page, live_server, "waiting")
+    page.goto(f"{live_server.url}/label/compare/")
+    page.wait_for_selector("#waiting")
+    screenshot("waiting")
+
+    context, items = small_catalog(n_items=12)
+    compare_tasks(context, items, 1)
+    # The card checks every 30 s; the test fires the same check at once.
+    page.dispatch_event("#waiting", "queue-check")
+
+    page.wait_for_selector("#card[data-assignment]")
+    assert page.get_attribute("#card", "data-task") == str(QueueTask.objects.get().pk)
+    screenshot("arrived")
+
+
 def test_a_two_step_demonstration_survives_a_reload(page, live_server, reviewer, screenshot):
     log_in(page, live_server, "reviewer")
     page.goto(f"{live_server.url}/label/demonstrate/")
