@@ -182,3 +182,27 @@ def test_the_offline_fit_stops_when_held_out_logs_stop_improving_and_keeps_its_b
     assert result.offline_steps == steps[best]
     _, held_out = PT.split_held_out(logged, config.validation_share, critic.seed)
     assert result.improver.held_out_loss(held_out) == pytest.approx(losses[best], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("offline_steps", -1), ("validation_share", 1.0), ("validation_share", -0.1),
+     ("validation_every", 0), ("patience", 0)],
+)  # fmt: skip
+def test_bad_offline_fit_settings_are_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        PT.ImprovementConfig(**{field: value})
+
+
+def test_no_offline_steps_leaves_the_critic_untouched_even_with_held_out_rows(world):
+    sim, compiled, adapter = world
+    torch.manual_seed(0)
+    logged, states, _ = PS.simulate_logged(sim, adapter, 1000, np.random.default_rng(6))
+    result = PT.train_policy(
+        shape=ScorerShape.from_schema(adapter.schema), items=adapter.items,
+        rules=adapter.rules, k=sim.config.slate_size, demonstrations=None, logged=logged,
+        logged_engine=[PS.engine_context(sim, s) for s in states],
+        config=PT.ImprovementConfig(offline_steps=0),
+    )  # fmt: skip
+    assert result.offline_steps == 0
+    assert result.improver.trainer.steps == 0

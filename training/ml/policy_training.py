@@ -851,6 +851,17 @@ class ImprovementConfig:
     temperature: float = 1.0  # τ of the stochastic policy
     critic: CriticConfig = field(default_factory=CriticConfig)
 
+    def __post_init__(self) -> None:
+        if self.offline_steps < 0:
+            raise ValueError(f"offline_steps: expected ≥ 0, got {self.offline_steps}")
+        if not 0 <= self.validation_share < 1:
+            raise ValueError(
+                f"validation_share: expected 0 ≤ share < 1, got {self.validation_share}"
+            )
+        for name in ("validation_every", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected ≥ 1, got {getattr(self, name)}")
+
 
 def slate_penalties(
     rules: SlateRules, item_penalties: np.ndarray, slates: np.ndarray
@@ -962,7 +973,7 @@ class PolicyImprover:
         """At most ``steps`` critic steps on what the buffer holds, stopped early when the
         loss on the held-out logged rows has not improved for ``patience`` measurements;
         the critic keeps its best weights. Returns the steps those weights had."""
-        if held_out is None or len(held_out) < MIN_HELD_OUT_ROWS:
+        if held_out is None or len(held_out) < MIN_HELD_OUT_ROWS or steps == 0:
             self.train(steps, logger=logger)
             return steps
         critic = self.policy.critic
