@@ -77,7 +77,9 @@ stderr also gets each method's curve, harmful items and departures separately, a
 interactions to 80% of the oracle.
 
 Run time: about 7 minutes on 2 cores (torch on one thread). Flags --share,
---daily-budget, --kl, --harm-aversion and --distill override ours' settings for studies.
+--daily-budget, --kl, --harm-aversion and --distill override ours' settings for studies;
+--log-steps sets how far into their sessions the logged contexts are (default 3: the
+first steps of sessions; 19 spreads them over every step a session reaches).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ METHODS = ("random", "popularity", "bc", "scratch", "ours", "oracle")
 BUDGET = 16_000  # online interactions (slates shown) per method: four days of DAY
 DAY = 4_000  # interactions per day (the exploration budget is per day)
 LOGGED = 10_000  # logged impressions of the logging policy (ours' offline data)
+LOG_STEPS = 3  # logged contexts are sessions after 0..LOG_STEPS steps of the logging policy
 DEMONSTRATIONS = 200  # simulated demonstrations, up to 6 steps each
 PAIRS = 4_000  # simulated expert comparisons for the reward model
 UPDATES = 4  # critic steps after each round of LANES interactions (scratch and ours)
@@ -159,7 +162,7 @@ class World:
     popularity: np.ndarray  # click counts per item in the log
 
 
-def build_world(seed: int, n_logged: int, tastes: str) -> World:
+def build_world(seed: int, n_logged: int, tastes: str, log_steps: int = LOG_STEPS) -> World:
     sim = Simulator(SimConfig(n_items=N_ITEMS, tastes=tastes), seed=seed)
     compiled = PS.sim_content_policy(sim)
     adapter = PS.SimAdapter(sim, compiled)
@@ -168,7 +171,7 @@ def build_world(seed: int, n_logged: int, tastes: str) -> World:
         sim, EVAL_SESSIONS, np.random.default_rng([seed, 11]), experts.ExpertConfig(session_steps=0)
     )
     logged, states, _ = PS.simulate_logged(
-        sim, adapter, n_logged, np.random.default_rng([seed, 12])
+        sim, adapter, n_logged, np.random.default_rng([seed, 12]), session_steps=log_steps
     )
     popularity = np.zeros(sim.world.n_items)
     np.add.at(popularity, logged.slates[logged.clicks], 1.0)
@@ -550,6 +553,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tastes", choices=TASTES, default="segment")
     parser.add_argument("--logged", type=int, default=LOGGED)
+    parser.add_argument("--log-steps", type=int, default=LOG_STEPS)
     parser.add_argument("--demos", type=int, default=DEMONSTRATIONS)
     parser.add_argument("--pairs", type=int, default=PAIRS)
     parser.add_argument("--updates", type=int, default=UPDATES)
@@ -564,7 +568,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # on 2 shared cores, more threads only contend
     started = time.perf_counter()
-    world = build_world(args.seed, args.logged, args.tastes)
+    world = build_world(args.seed, args.logged, args.tastes, args.log_steps)
     log(f"world ready ({time.perf_counter() - started:.0f} s)")
     config = PT.ImprovementConfig(
         kl_coefficient=args.kl, harm_aversion=args.harm_aversion, distill_weight=args.distill

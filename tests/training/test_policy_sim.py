@@ -206,3 +206,16 @@ def test_no_offline_steps_leaves_the_critic_untouched_even_with_held_out_rows(wo
     )  # fmt: skip
     assert result.offline_steps == 0
     assert result.improver.trainer.steps == 0
+
+
+def test_logged_contexts_reach_as_far_into_sessions_as_asked(world):
+    sim, _, adapter = world
+    _, early, _ = PS.simulate_logged(sim, adapter, 400, np.random.default_rng(7))
+    _, whole, _ = PS.simulate_logged(
+        sim, adapter, 400, np.random.default_rng(7), session_steps=sim.config.horizon - 1
+    )
+    assert max(state.t for state in early) <= 3
+    assert max(state.t for state in whole) > 3
+    assert all(not state.left for state in early + whole)  # live sessions only
+    # Deeper contexts carry more of the session's fatigue.
+    assert np.mean([s.fatigue.sum() for s in whole]) > np.mean([s.fatigue.sum() for s in early])

@@ -120,8 +120,12 @@ class SimAdapter:
             for audience in ("adult", "minor")
         }
 
+    def contexts(self, states: Sequence[UserState]) -> F.Contexts:
+        """The states as the product's features see them (what a study may swap)."""
+        return F.contexts_from_simulator(self.sim, states, self.catalog)
+
     def batch(self, states: Sequence[UserState]) -> SimBatch:
-        contexts = F.contexts_from_simulator(self.sim, states, self.catalog)
+        contexts = self.contexts(states)
         engine = tuple(engine_context(self.sim, state) for state in states)
         allowed = np.stack([self._masks[context.audience] for context in engine])
         return SimBatch(
@@ -283,12 +287,19 @@ def _steps_from_rows(rows: list[dict], k: int) -> DemonstrationSteps:
 
 
 def simulate_logged(
-    sim: Simulator, adapter: SimAdapter, n: int, rng: np.random.Generator
+    sim: Simulator,
+    adapter: SimAdapter,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    session_steps: int = 3,
 ) -> tuple[LoggedBatch, list[UserState], np.ndarray]:
     """n impressions of the logging policy in returning users' contexts, with the users'
-    sampled clicks and rewards (one draw each) and the logging propensities."""
+    sampled clicks and rewards (one draw each) and the logging propensities. Each context
+    is a live session after 0..``session_steps`` steps of the logging policy (3: sessions'
+    first steps; the horizon − 1: every step a session can reach)."""
     k = sim.config.slate_size
-    states = sample_contexts(sim, n, rng, ExpertConfig(session_steps=3))
+    states = sample_contexts(sim, n, rng, ExpertConfig(session_steps=session_steps))
     logging = LoggingPolicy(sim)
     users = np.array([state.user for state in states])
     slates, propensity = logging.sample(users, k, rng)
