@@ -33,12 +33,12 @@ from annotation.services import LabelRefused, channel_for, label_slot_claim
 from catalog.models import Item, ItemTopic, Topic, UserContext
 from governance.policy_engine import catalog_index, compile_version, engine_context
 from governance.selectors import guideline_in_force, policy_version_in_force
+from training.ml.features import exposure_weights
 from training.ml.simulator import SimConfig, fatigue_after, fatigue_summary
 
 MAX_SLATE = 20
 MAX_STEPS = 20
 MAX_SHOWN = 300
-SLATE_SIZE = SimConfig.slate_size  # the simulator's: history is replayed in slates of this size
 FATIGUE_DECAY = SimConfig.fatigue_decay
 SECONDARY_TOPIC_WEIGHT = 0.5  # as the simulator weighs an item's secondary topics
 
@@ -75,13 +75,18 @@ def _advance_fatigue(fatigue: dict[str, float], slate_pks: list[int]) -> dict[st
 
 
 def initial_state(context: UserContext) -> dict:
-    """The context as the builder's first state: its fatigue replayed from its history."""
+    """The context as the builder's first state: its fatigue replayed from its history, read
+    as slates of five with the newest entry last, as the models read it
+    (``features.exposure_weights``)."""
     external_ids = [entry["item"] for entry in context.history]
     pk_of = dict(Item.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
-    fatigue: dict[str, float] = {}
     pks = [pk_of[e] for e in external_ids if e in pk_of]
-    for start in range(0, len(pks), SLATE_SIZE):
-        fatigue = _advance_fatigue(fatigue, pks[start : start + SLATE_SIZE])
+    mixtures = _topic_mixtures(pks)
+    totals: dict[str, float] = defaultdict(float)
+    for pk, weight in zip(pks, exposure_weights(len(pks)), strict=True):
+        for slug, share in mixtures.get(pk, {}).items():
+            totals[slug] += weight * share
+    fatigue = {slug: round(float(v), 4) for slug, v in sorted(totals.items()) if v >= 1e-4}
     return {
         "history": list(context.history),
         "situation": dict(context.situation),

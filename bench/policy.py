@@ -41,7 +41,8 @@ Methods.
   (RewardModelConfig defaults) on 4,000 simulated expert comparisons plus the
   demonstrations' rejections; offline conservative improvement
   (policy_training.train_policy: the critic on 10,000 logged impressions of the logging
-  policy, 10% of them held out to stop the fit early, and on the reward model's
+  policy, each at a step of a live session (0–19 steps in, as a log of whole sessions
+  holds them), 10% of them held out to stop the fit early, and on the reward model's
   judgments, harm aversion ν = 2, λ by dual ascent to an expected soft penalty of 0.5 per
   slate); then online the same critic updates as scratch, a dual-ascent step on λ every
   5 rounds, and staged exploration at stage 1 (20% of requests explore while the day's
@@ -78,8 +79,9 @@ interactions to 80% of the oracle.
 
 Run time: about 7 minutes on 2 cores (torch on one thread). Flags --share,
 --daily-budget, --kl, --harm-aversion and --distill override ours' settings for studies;
---log-steps sets how far into their sessions the logged contexts are (default 3: the
-first steps of sessions; 19 spreads them over every step a session reaches).
+--log-steps sets how far into their sessions the logged contexts may be (default 19: any
+step a session of at most 20 reaches; 3, the earlier default, keeps them to sessions'
+first steps).
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ METHODS = ("random", "popularity", "bc", "scratch", "ours", "oracle")
 BUDGET = 16_000  # online interactions (slates shown) per method: four days of DAY
 DAY = 4_000  # interactions per day (the exploration budget is per day)
 LOGGED = 10_000  # logged impressions of the logging policy (ours' offline data)
-LOG_STEPS = 3  # logged contexts are sessions after 0..LOG_STEPS steps of the logging policy
+LOG_STEPS = 19  # logged contexts: sessions after 0..LOG_STEPS logging steps (every step)
 DEMONSTRATIONS = 200  # simulated demonstrations, up to 6 steps each
 PAIRS = 4_000  # simulated expert comparisons for the reward model
 UPDATES = 4  # critic steps after each round of LANES interactions (scratch and ours)

@@ -1,7 +1,7 @@
 """What the policy's critic can represent in bench/policy.py's world, apart from learning.
 
     python bench/policy_ceiling.py [--seed 0] [--steps 4000] [--hidden 32]
-                                   [--exposure product,session,ranked,fatigue]
+                                   [--exposure product,fatigue]
 
 The critic (ValueCritic, the width ours and scratch use) is fit on the simulator's exact
 one-step quantities for every item of every context: the click probability σ(ℓ_i) on the
@@ -16,15 +16,13 @@ oracle's: the most a learner with this critic could reach from clicks.
 --exposure chooses what the context's recent_exposure holds (its topic array feeds the
 critic's history directions, alone and × the fatigue summary):
 - product: as the product computes it (features.history_summaries): the last 200 history
-  entries, each weighing 0.93 × the next one, earlier sessions' entries included;
-- session: the same formula over the current session's entries only (a product would need
-  to know where the session began);
-- ranked: each entry weighs the examination weight w_j of its rank j in the slate it was
-  shown in, and each slate 0.7 × the next (the simulator's fatigue decay), earlier
-  sessions included (a product would need each entry's rank: the simulator's history
-  holds whole slates of k in order, so rank = position mod k);
+  entries replayed as slates of 5, each entry weighed by the examination weight of its
+  place in its slate and each slate 0.7 × the next, earlier sessions included (before
+  "reward-features/3" every entry weighed 0.93 × the next: BENCHMARKS.md has both;
+  commit 981dc51 measures that one, and the same over the current session only);
 - fatigue: the simulator's hidden per-topic fatigue f itself, the quantity in the click
-  logit (−c_fatigue z_i · f): what no product feature holds.
+  logit (−c_fatigue z_i · f): the product's formula over the current session only, which
+  the product cannot compute (its history does not mark where a session began).
 
 Prints per exposure and checkpoint the return ratio to the oracle, and the ratio per step of
 the evaluation sessions (each step's expected reward against the oracle's slate in the
@@ -47,12 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import policy as B
 from bench.common import emit
-from training.ml import features as F
 from training.ml import policy_sim as PS
 from training.ml.policy import RecommenderPolicy, ValueCritic
-from training.ml.simulator import position_weights, sigmoid
+from training.ml.simulator import sigmoid
 
-EXPOSURES = ("product", "session", "ranked", "fatigue")
+EXPOSURES = ("product", "fatigue")
 TRAINING_SESSIONS = 600
 BATCH = 64  # contexts per step (every item of each)
 LR = 3e-3
@@ -69,33 +66,7 @@ class ExposureAdapter(PS.SimAdapter):
         contexts = super().contexts(states)
         if self.exposure == "fatigue":
             contexts.recent_exposure[:] = np.stack([s.fatigue for s in states])
-        elif self.exposure == "ranked":
-            contexts.recent_exposure[:] = self._ranked(states)
-        elif self.exposure == "session":
-            mixture = self.catalog.topic_mixture()
-            k = self.sim.config.slate_size
-            for row, state in enumerate(states):
-                entries = state.history[len(state.history) - state.t * k :] if state.t else ()
-                items = np.array([item for item, _ in entries], dtype=np.int64)
-                clicked = np.array([event == "click" for _, event in entries], dtype=bool)
-                contexts.recent_exposure[row] = F.history_summaries(items, clicked, mixture)[2]
         return contexts
-
-    def _ranked(self, states) -> np.ndarray:
-        mixture = self.catalog.topic_mixture()
-        k = self.sim.config.slate_size
-        weights = position_weights(k)
-        decay = self.sim.config.fatigue_decay
-        out = np.zeros((len(states), mixture.shape[1]))
-        for row, state in enumerate(states):
-            items = np.array([item for item, _ in state.history], dtype=np.int64)
-            n = len(items) - len(items) % k  # whole slates, the newest last
-            if not n:
-                continue
-            slates = items[len(items) - n :].reshape(-1, k)
-            age = decay ** np.arange(len(slates))[::-1]
-            out[row] = np.einsum("s,j,sjt->t", age, weights, mixture[slates])
-        return out
 
 
 def oracle_sessions(world: B.World, seed: int) -> list:

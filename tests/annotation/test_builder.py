@@ -2,6 +2,7 @@
 tab, states advanced with the simulator's transition, submissions checked and idempotent."""
 
 import json
+import math
 import uuid
 
 import pytest
@@ -61,7 +62,8 @@ def test_the_first_state_is_the_context_with_fatigue_replayed_from_history(curat
 
     state = draft.data["steps"][0]["state"]
     assert state["history"] == context.history
-    assert state["topic_fatigue"] == {"cooking": 1.0}  # one item of one topic, at position 1
+    # One item of one topic, the newest entry: the last of a slate of five, w = 1 / log2(6).
+    assert state["topic_fatigue"] == {"cooking": pytest.approx(1 / math.log2(6), abs=1e-4)}
 
 
 def test_saving_keeps_the_slate_and_refuses_a_stale_copy(client, curator, world):
@@ -108,8 +110,10 @@ def test_the_next_step_grows_history_and_fatigue(client, curator, world):
     body = response.json()
     state = body["data"]["steps"][1]["state"]
     assert [e["item"] for e in state["history"]][-2:] == ["item-1", "item-2"]
-    # δ·1.0 + w1 + w2 = 0.7 + 1 + 1/log2(3)
-    assert state["topic_fatigue"]["cooking"] == pytest.approx(0.7 + 1 + 0.6309, abs=1e-3)
+    # δ·f + w_0 + w_1, f = 1 / log2(6) from the history (the first state's test)
+    before = 1 / math.log2(6)
+    expected = 0.7 * before + 1 + 1 / math.log2(3)
+    assert state["topic_fatigue"]["cooking"] == pytest.approx(expected, abs=1e-3)
     assert state["situation"]["fatigue"] > 0
 
 

@@ -115,11 +115,16 @@ def test_history_summaries_match_the_documented_formulas():
     topics, rate, exposure = F.history_summaries(
         np.array([0, 1, 0]), np.array([True, False, True]), catalog.topic_mixture()
     )
-    # Clicks c = (2, 0, 0); shown s = (2, 2/3, 1/3); λ = 0.93, ages 2, 1, 0.
+    # Clicks c = (2, 0, 0); shown s = (2, 2/3, 1/3).
     assert topics.tolist() == pytest.approx([1, 0, 0])
     assert rate.tolist() == pytest.approx([2.5 / 4, 0.5 / (2 + 2 / 3), 0.5 / (2 + 1 / 3)])
-    lam = F.EXPOSURE_DECAY
-    assert exposure.tolist() == pytest.approx([1 + lam**2, lam * 2 / 3, lam / 3])
+    # One slate of five, the newest entry last: positions 2, 3, 4, w_j = 1 / log2(j + 2).
+    w2, w3, w4 = (1 / math.log2(j + 2) for j in (2, 3, 4))
+    assert exposure.tolist() == pytest.approx([w2 + w4, w3 * 2 / 3, w3 / 3])
+    # A sixth entry back is the last position of the slate before, one decay older.
+    six = F.history_summaries(np.zeros(6, dtype=int), np.zeros(6, bool), catalog.topic_mixture())
+    w = [1 / math.log2(j + 2) for j in range(5)]
+    assert six[2].tolist() == pytest.approx([sum(w) + F.EXPOSURE_DECAY * w[4], 0, 0])
     empty = F.history_summaries(np.zeros(0, dtype=int), np.zeros(0, bool), catalog.topic_mixture())
     assert empty[0].tolist() == [0, 0, 0]
     assert empty[1].tolist() == pytest.approx([F.CLICK_RATE_PRIOR] * 3)
@@ -285,3 +290,14 @@ def test_simulator_features_have_the_schema_shape_and_read_the_world():
     clicked = [item for item, event in state.history if event == "click"]
     history = blocks_of(schema, rows[0])["history_topics"]
     assert sum(history) == pytest.approx(1.0 if clicked else 0.0, abs=1e-5)
+
+
+def test_recent_exposure_replays_the_simulators_fatigue():
+    sim = Simulator(SimConfig(n_items=60, n_users=5), seed=3)
+    state = sim.initial_state(0, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    for step in range(4):
+        state = sim.step(state, np.arange(5) + 7 * step, rng).state
+    contexts = F.contexts_from_simulator(sim, [state])
+    assert state.fatigue.sum() > 0
+    assert contexts.recent_exposure[0] == pytest.approx(state.fatigue, abs=1e-5)

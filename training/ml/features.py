@@ -36,7 +36,7 @@ terms (the simulator's world: T = 25, S = 12, G = 5, d = 16, P = 0, so D = 333):
     situation            6      the situation features, as given
     history_topics       T      as given: normalized topic counts of recent clicks
     topic_click_rate     T      as given: smoothed click-through rate per topic
-    recent_exposure      T      as given: recency-weighted topics of recent entries
+    recent_exposure      T      as given: examination-weighted topics of recent slates
     item_vector          d      Σ_j w_j x_{i_j}
     item_topics          T      Σ_j w_j z_{i_j}
     item_source          S      Σ_j w_j onehot(source_{i_j})
@@ -67,7 +67,9 @@ Versions. ``FeatureSchema.version`` (SCHEMA_VERSION) names the layout above and 
 the schema a checkpoint is checked against; it changes whenever a block is added, removed,
 reordered or changes meaning. "reward-features/1" lacked topic_click_rate, recent_exposure,
 click_rate_affinity, click_rate_overlap, segment_topics, exposure_overlap and
-fatigued_exposure; its checkpoints are refused. "reward-features/2" is the table above.
+fatigued_exposure; "reward-features/2" weighed every history entry 0.93 × the next one
+(``recent_exposure``), whatever its place in its slate. Their checkpoints are refused.
+"reward-features/3" is the table above.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-SCHEMA_VERSION = "reward-features/2"  # the layout of the module docstring
+SCHEMA_VERSION = "reward-features/3"  # the layout of the module docstring
 SITUATION_FIELDS = (
     "fatigue",
     "traffic",
@@ -93,7 +95,10 @@ ADULT_RATING = 2
 HISTORY_WINDOW = 200  # the most recent history entries a context's summaries read
 CLICK_RATE_PRIOR = 0.25  # r0: a topic's click rate before any evidence
 CLICK_RATE_STRENGTH = 2.0  # α: pseudo-impressions of r0 in the smoothed click rate
-EXPOSURE_DECAY = 0.93  # λ: weight of an entry relative to the next, more recent one
+# History entries are replayed as slates of EXPOSURE_SLATE items, the newest last (as the
+# simulator records them and the demonstration builder replays them: entries carry no rank).
+EXPOSURE_SLATE = 5
+EXPOSURE_DECAY = 0.7  # δ: weight of a slate relative to the next, more recent one
 CONTEXT_ARRAYS = ("history_topics", "topic_click_rate", "recent_exposure")  # float32[B, T]
 
 
@@ -351,9 +356,15 @@ def history_summaries(
 
         history_topics_t   = c_t / Σ_t c_t  (0 without clicks),   c_t = Σ_{clicked e} z_{e,t}
         topic_click_rate_t = (c_t + α r0) / (s_t + α),            s_t = Σ_e z_{e,t}
-        recent_exposure_t  = Σ_e λ^{a_e} z_{e,t}
+        recent_exposure_t  = Σ_e δ^{a_e} w_{j_e} z_{e,t}
 
-    with α = CLICK_RATE_STRENGTH, r0 = CLICK_RATE_PRIOR and λ = EXPOSURE_DECAY."""
+    with α = CLICK_RATE_STRENGTH, r0 = CLICK_RATE_PRIOR and δ = EXPOSURE_DECAY. For the
+    exposure the entries are read as slates of K = EXPOSURE_SLATE, the newest entry the last
+    position of the newest slate: entry e, d_e entries before the newest, has slate age
+    a_e = ⌊d_e / K⌋ and position j_e = K − 1 − (d_e mod K), weighed by its examination
+    weight w_j = 1 / log2(j + 2). This is the simulator's fatigue f' = δ f + Σ_j w_j z_{i_j}
+    replayed over the history: users tire of what they examined, the top of a slate most,
+    and recover slate by slate (bench/policy_ceiling.py measures what it is worth)."""
     items, clicked = items[-HISTORY_WINDOW:], clicked[-HISTORY_WINDOW:]
     mixtures = topic_mixture[items].reshape(len(items), topic_mixture.shape[1])
     clicks = mixtures[clicked].sum(axis=0)
@@ -361,8 +372,14 @@ def history_summaries(
     rate = (clicks + CLICK_RATE_STRENGTH * CLICK_RATE_PRIOR) / (
         mixtures.sum(axis=0) + CLICK_RATE_STRENGTH
     )
-    exposure = EXPOSURE_DECAY ** np.arange(len(items))[::-1] @ mixtures
-    return topics, rate, exposure
+    return topics, rate, exposure_weights(len(items)) @ mixtures
+
+
+def exposure_weights(h: int) -> np.ndarray:
+    """float[h]: δ^{a_e} w_{j_e} for h history entries, oldest first (``history_summaries``)."""
+    before_newest = np.arange(h)[::-1]
+    age, slot = np.divmod(before_newest, EXPOSURE_SLATE)
+    return EXPOSURE_DECAY**age * position_weights(EXPOSURE_SLATE)[EXPOSURE_SLATE - 1 - slot]
 
 
 def _one_hot(values: np.ndarray, size: int) -> np.ndarray:
