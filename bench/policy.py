@@ -45,9 +45,13 @@ Methods.
   holds them), 10% of them held out to stop the fit early, and on the reward model's
   judgments, harm aversion ν = 2, λ by dual ascent to an expected soft penalty of 0.5 per
   slate); then online the same critic updates as scratch, a dual-ascent step on λ every
-  5 rounds, and staged exploration at stage 1 (20% of requests explore while the day's
-  800 exploring slates last, a day being 4,000 interactions; only among the clone's top
-  10 items that the reward model is sure about and the critic expects no harm from).
+  5 rounds, and staged exploration: 20% of requests explore while the day's 800
+  exploring slates last, a day being 4,000 interactions; at stage 1, where it starts,
+  only among the clone's top 10 items that the reward model is sure about and the critic
+  expects no harm from. At the end of each day the admin looks at the day's figures and,
+  when the day was clean (no hard violation, nobody driven away, harmful items on at most
+  1 slate in 1,000), moves it up a stage, to stage 2 at most (the deployed policy's top 50
+  items): the product's staged rollout, an admin's action beside the monitored figures.
   β (how close to the cloned policy it stays) is tuned like scratch's exploration, over
   β ∈ {0.002, 0.005, 0.01, 0.02, 0.05} reward units per nat by the same criterion
   (BENCHMARKS.md gives every value's figures; 0.01 and 0.002 tie over seeds 0–2, and the
@@ -79,9 +83,9 @@ interactions to 80% of the oracle.
 
 Run time: about 7 minutes on 2 cores (torch on one thread). Flags --share,
 --daily-budget, --kl, --harm-aversion and --distill override ours' settings for studies;
---log-steps sets how far into their sessions the logged contexts may be (default 19: any
-step a session of at most 20 reaches; 3, the earlier default, keeps them to sessions'
-first steps).
+--max-stage 1 keeps ours at stage 1 throughout; --log-steps sets how far into their
+sessions the logged contexts may be (default 19: any step a session of at most 20
+reaches; 3, the earlier default, keeps them to sessions' first steps).
 """
 
 from __future__ import annotations
@@ -141,6 +145,8 @@ CHECKPOINTS = (1 / 64, 1 / 32, 1 / 16, 2 / 16, 3 / 16, 2 / 8, 3 / 8, 4 / 8, 5 / 
 GAMMA = 0.9
 DUAL_EVERY = 5  # rounds between dual-ascent steps on λ
 OURS_KL = 0.01  # β, chosen over a grid by mean return during learning (docstring)
+MAX_STAGE = 2  # the widest exploration stage (policy_training.ExplorationSettings)
+MAX_HARMFUL_SHARE = 0.001  # a clean day: harmful items on at most 1 slate in 1,000
 N_ITEMS = 1000  # catalog size (the simulator's default is 2000; halved for run time)
 
 
@@ -213,6 +219,9 @@ class Learner:
 
     def observe(self, batch, slates, clicks, rewards) -> None:
         pass
+
+    def end_of_day(self, day: DayFigures) -> None:
+        """The day's monitored figures, after every DAY interactions."""
 
 
 class RandomLearner(Learner):
@@ -320,11 +329,13 @@ class ScratchLearner(PolicyLearner):
 
 class OursLearner(PolicyLearner):
     """Cloned policy + critic pretrained on the log and the reward model, improved online
-    (critic updates, dual ascent on λ), serving through staged exploration."""
+    (critic updates, dual ascent on λ), serving through staged exploration; the admin
+    moves it up a stage after a clean day (``DayFigures.clean``)."""
 
     def __init__(self, world: World, result: PT.PolicyTrainingResult, settings, updates: int,
-                 uncertainty, day_length: int):  # fmt: skip
+                 uncertainty, day_length: int, max_stage: int = MAX_STAGE):  # fmt: skip
         super().__init__(world, result.policy)
+        self.max_stage = max_stage
         self.improver, self.settings, self.updates = result.improver, settings, updates
         self.uncertainty = uncertainty
         self.served = 0
@@ -357,8 +368,35 @@ class OursLearner(PolicyLearner):
         if self.rounds % DUAL_EVERY == 0:
             self.improver.update_multiplier(greedy=True)
 
+    def end_of_day(self, day):
+        if day.clean() and self.settings.stage < self.max_stage:
+            self.settings = replace(self.settings, stage=self.settings.stage + 1)
+            log(
+                f"  after {self.served} interactions, a clean day ({day}): "
+                f"stage {self.settings.stage}"
+            )
+
 
 # --- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DayFigures:
+    """What the admin sees of a day of serving beside the stage setting."""
+
+    slates: int = 0
+    hard_violations: int = 0
+    harmful: int = 0
+    driven_away: int = 0
+
+    def clean(self) -> bool:
+        """No hard violation, nobody driven away, harmful items on at most
+        MAX_HARMFUL_SHARE of the slates: the admin's condition for a wider stage."""
+        return (
+            self.hard_violations == 0
+            and self.driven_away == 0
+            and self.harmful <= MAX_HARMFUL_SHARE * self.slates
+        )
 
 
 @dataclass
@@ -409,6 +447,7 @@ def run(world: World, learner: Learner, budget: int, seed: int) -> RunResult:
     marks = [round(share * budget) for share in CHECKPOINTS]
     curve = Curve([0], [evaluate(world, learner)])
     harmful = driven_away = left = violations = harmful_explored = 0
+    today = DayFigures()
     regret = 0.0
     served = 0
     started = time.perf_counter()
@@ -426,8 +465,8 @@ def run(world: World, learner: Learner, budget: int, seed: int) -> RunResult:
         restart = []
         for i, state in enumerate(lanes):
             slate = slates[i][slates[i] >= 0]
-            if adapter.compiled.violations(batch.engine[i], slate):
-                violations += 1
+            violated = bool(adapter.compiled.violations(batch.engine[i], slate))
+            violations += violated
             result = sim.step(state, slate, rng)
             clicks[i, list(result.clicks)] = True
             rewards[i] = result.reward
@@ -437,7 +476,12 @@ def run(world: World, learner: Learner, budget: int, seed: int) -> RunResult:
             if explored is not None and explored[i]:
                 harmful_explored += harmed
             left += sum(1 for event, _ in result.events if event == EVENT_LEFT)
-            driven_away += (EVENT_LEFT, LEFT_DRIVEN_AWAY) in result.events
+            pushed = (EVENT_LEFT, LEFT_DRIVEN_AWAY) in result.events
+            driven_away += pushed
+            today = DayFigures(
+                today.slates + 1, today.hard_violations + violated, today.harmful + harmed,
+                today.driven_away + pushed,
+            )  # fmt: skip
             lanes[i] = result.state
             if result.state.left:
                 restart.append(i)
@@ -447,6 +491,9 @@ def run(world: World, learner: Learner, budget: int, seed: int) -> RunResult:
                 lanes[i] = state
         before = served
         served += len(lanes)
+        if served // DAY > before // DAY:
+            learner.end_of_day(today)
+            today = DayFigures()
         if any(before < mark <= served for mark in marks) or served >= budget:
             curve.interactions.append(served)
             curve.returns.append(evaluate(world, learner))
@@ -564,6 +611,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=EXPLORATION.share)
     parser.add_argument("--daily-budget", type=int, default=EXPLORATION.daily_budget)
     parser.add_argument("--kl", type=float, default=OURS_KL)
+    parser.add_argument("--max-stage", type=int, choices=(1, 2), default=MAX_STAGE)
     parser.add_argument("--harm-aversion", type=float, default=PT.ImprovementConfig.harm_aversion)
     parser.add_argument("--distill", type=float, default=PT.ImprovementConfig.distill_weight)
     args = parser.parse_args()
@@ -597,7 +645,9 @@ def main() -> None:
                 return PT.item_uncertainty(scorer, batch.contexts, first, candidates)
 
             exploration = replace(EXPLORATION, share=args.share, daily_budget=args.daily_budget)
-            learner = OursLearner(world, trained, exploration, args.updates, uncertainty, DAY)
+            learner = OursLearner(
+                world, trained, exploration, args.updates, uncertainty, DAY, args.max_stage
+            )
             results["ours"] = run(world, learner, args.budget, args.seed)
             log(
                 f"ours: {np.round(results['ours'].curve.returns, 2).tolist()}, "
