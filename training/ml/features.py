@@ -351,8 +351,7 @@ def history_summaries(
     """A context's history_topics, topic_click_rate and recent_exposure (float[T] each) from
     its last HISTORY_WINDOW history entries, oldest first: ``items`` int[h] catalog
     positions, ``clicked`` bool[h] (click or like), ``topic_mixture`` float[N, T] (e.g.
-    CatalogView.topic_mixture()). With z_e the topic mixture of entry e and a_e its age
-    (0 for the most recent entry):
+    CatalogView.topic_mixture()). With z_e the topic mixture of entry e:
 
         history_topics_t   = c_t / Σ_t c_t  (0 without clicks),   c_t = Σ_{clicked e} z_{e,t}
         topic_click_rate_t = (c_t + α r0) / (s_t + α),            s_t = Σ_e z_{e,t}
