@@ -389,6 +389,13 @@ class DayFigures:
     harmful: int = 0
     driven_away: int = 0
 
+    def count(self, violated: bool, harmful: int, driven_away: bool) -> None:
+        """One slate shown, and what it did."""
+        self.slates += 1
+        self.hard_violations += violated
+        self.harmful += harmful
+        self.driven_away += driven_away
+
     def clean(self) -> bool:
         """No hard violation, nobody driven away, harmful items on at most
         MAX_HARMFUL_SHARE of the slates: the admin's condition for a wider stage."""
@@ -417,25 +424,33 @@ class RunResult:
     seconds: float
 
 
-def evaluate(world: World, learner: Learner, seed: int = 99) -> float:
-    """Mean discounted return Σ_t γ^t E[r_t] of the learner's greedy policy over the fixed
-    evaluation sessions (expected rewards; sampled clicks and leaving drive the sessions)."""
+def evaluation_steps(world: World, learner: Learner, seed: int = 99):
+    """Walks the fixed evaluation sessions with the learner's greedy slates (sampled clicks
+    and leaving drive them): yields (t, the running sessions' rows, their batch, slates)
+    at every step, before the step is taken."""
     sim, adapter = world.sim, world.adapter
     rng = np.random.default_rng(seed)
     states = list(world.eval_starts)
     alive = np.ones(len(states), dtype=bool)
-    returns = np.zeros(len(states))
     for t in range(sim.config.horizon):
         rows = np.flatnonzero(alive)
         if not len(rows):
             break
         batch = adapter.batch([states[i] for i in rows])
         slates = learner.greedy(batch)
-        returns[rows] += GAMMA**t * PS.expected_rewards(sim, batch.states, slates)
+        yield t, rows, batch, slates
         for j, i in enumerate(rows):
             result = sim.step(states[i], slates[j][slates[j] >= 0], rng)
             states[i] = result.state
             alive[i] = not result.state.left
+
+
+def evaluate(world: World, learner: Learner, seed: int = 99) -> float:
+    """Mean discounted return Σ_t γ^t E[r_t] of the learner's greedy policy over the fixed
+    evaluation sessions (expected rewards, ``evaluation_steps``)."""
+    returns = np.zeros(len(world.eval_starts))
+    for t, rows, batch, slates in evaluation_steps(world, learner, seed):
+        returns[rows] += GAMMA**t * PS.expected_rewards(world.sim, batch.states, slates)
     return float(returns.mean())
 
 
@@ -478,10 +493,7 @@ def run(world: World, learner: Learner, budget: int, seed: int) -> RunResult:
             left += sum(1 for event, _ in result.events if event == EVENT_LEFT)
             pushed = (EVENT_LEFT, LEFT_DRIVEN_AWAY) in result.events
             driven_away += pushed
-            today = DayFigures(
-                today.slates + 1, today.hard_violations + violated, today.harmful + harmed,
-                today.driven_away + pushed,
-            )  # fmt: skip
+            today.count(violated, harmed, pushed)
             lanes[i] = result.state
             if result.state.left:
                 restart.append(i)
@@ -615,6 +627,8 @@ def main() -> None:
     parser.add_argument("--harm-aversion", type=float, default=PT.ImprovementConfig.harm_aversion)
     parser.add_argument("--distill", type=float, default=PT.ImprovementConfig.distill_weight)
     args = parser.parse_args()
+    if args.log_steps < 0:
+        parser.error(f"--log-steps: expected ≥ 0, got {args.log_steps}")
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # on 2 shared cores, more threads only contend
     started = time.perf_counter()

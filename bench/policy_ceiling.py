@@ -89,18 +89,10 @@ def ratio_per_step(world: B.World, learner: B.Learner) -> list[float]:
     """Per evaluation step: Σ E[r | the learner's slate] / Σ E[r | the oracle's slate] over
     the sessions still running, in the states the learner's own slates led to."""
     sim, adapter = world.sim, world.adapter
-    rng = np.random.default_rng(99)
-    states, ratios = list(world.eval_starts), []
-    for _ in range(sim.config.horizon):
-        alive = [i for i, state in enumerate(states) if not state.left]
-        if not alive:
-            break
-        batch = adapter.batch([states[i] for i in alive])
-        slates = learner.greedy(batch)
+    ratios = []
+    for _, _, batch, slates in B.evaluation_steps(world, learner):
         best = PS.expected_rewards(sim, batch.states, adapter.oracle_slates(batch, world.k))
         ratios.append(float(PS.expected_rewards(sim, batch.states, slates).sum() / best.sum()))
-        for j, i in enumerate(alive):
-            states[i] = sim.step(states[i], slates[j][slates[j] >= 0], rng).state
     return ratios
 
 
@@ -146,6 +138,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=B.PT.CriticConfig.hidden)
     parser.add_argument("--exposure", default=",".join(EXPOSURES))
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps: expected ≥ 1, got {args.steps}")
     for name in args.exposure.split(","):
         if name not in EXPOSURES:
             parser.error(f"--exposure: {name!r} is not one of {', '.join(EXPOSURES)}")

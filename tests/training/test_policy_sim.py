@@ -219,3 +219,9 @@ def test_logged_contexts_reach_as_far_into_sessions_as_asked(world):
     assert all(not state.left for state in early + whole)  # live sessions only
     # Deeper contexts carry more of the session's fatigue.
     assert np.mean([s.fatigue.sum() for s in whole]) > np.mean([s.fatigue.sum() for s in early])
+
+
+def test_logged_contexts_refuse_a_negative_session_depth(world):
+    sim, _, adapter = world
+    with pytest.raises(ValueError, match="session_steps"):
+        PS.simulate_logged(sim, adapter, 10, np.random.default_rng(0), session_steps=-1)

@@ -298,6 +298,8 @@ def simulate_logged(
     sampled clicks and rewards (one draw each) and the logging propensities. Each context
     is a live session after 0..``session_steps`` steps of the logging policy (3: sessions'
     first steps; the horizon − 1: every step a session can reach)."""
+    if session_steps < 0:
+        raise ValueError(f"session_steps: expected ≥ 0, got {session_steps}")
     k = sim.config.slate_size
     states = sample_contexts(sim, n, rng, ExpertConfig(session_steps=session_steps))
     logging = LoggingPolicy(sim)
